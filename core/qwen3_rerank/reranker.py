@@ -1,0 +1,305 @@
+"""``Reranker``: the one object that integrations, the CLI and users call.
+
+It validates arguments once, picks and owns an engine, and turns per-document scores into
+sorted :class:`RerankResult` lists with ``top_n`` and ``score_threshold`` applied.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Any
+
+from .engines.base import Engine, Progress, ScoredDocuments, ScoreRequest
+from .errors import ConfigurationError, InvalidInputError
+from .prompt import DEFAULT_INSTRUCTION, DEFAULT_MAX_LENGTH
+from .results import RerankResult
+
+__all__ = ["ENGINES", "Reranker"]
+
+ENGINES = ("auto", "torch")
+
+
+class Reranker:
+    """Scores and ranks documents against a query with a Qwen3-Reranker model.
+
+    Args:
+        model: A Hub id (``"Qwen/Qwen3-Reranker-0.6B"``) or a local folder.
+        engine: ``"auto"`` (the torch engine for now), ``"torch"``, or an engine object you
+            built (anything with the ``Engine`` protocol); then ``model`` must be ``None``.
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``None`` (CUDA when available).
+        dtype: ``"float32"``, ``"bfloat16"``, ``"float16"``, a torch dtype, or ``None``
+            (float32 on CPU, bfloat16 on GPU).
+        max_length: Most tokens per pair, template included; longer documents are truncated.
+        instruction: Default instruction for calls that give none.
+        **engine_options: Passed to the engine (``max_batch_tokens``, ``revision``, ...).
+
+    Example:
+        >>> with Reranker("Qwen/Qwen3-Reranker-0.6B") as rr:  # doctest: +SKIP
+        ...     rr.rerank("what is a panda?", ["The giant panda is a bear.", "Paris"], top_n=1)
+        [RerankResult(index=0, score=0.99..., document='The giant panda is a bear.', ...)]
+    """
+
+    def __init__(
+        self,
+        model: str | os.PathLike[str] | None = None,
+        *,
+        engine: str | Engine = "auto",
+        device: Any = None,
+        dtype: Any = None,
+        max_length: int = DEFAULT_MAX_LENGTH,
+        instruction: str | None = None,
+        **engine_options: Any,
+    ) -> None:
+        self.instruction = _check_instruction(instruction, DEFAULT_INSTRUCTION)
+        if not isinstance(engine, str):
+            if model is not None:
+                raise ConfigurationError("pass either a model or an engine object, not both")
+            if not isinstance(engine, Engine):
+                raise ConfigurationError(f"engine must be a name in {ENGINES} or an Engine")
+            self.engine: Engine = engine
+            return
+        if engine not in ENGINES:
+            raise ConfigurationError(f"unknown engine {engine!r}; choose one of {ENGINES}")
+        if model is None or not os.fspath(model).strip():
+            raise ConfigurationError("a model (Hub id or local folder) is required")
+        from .engines.torch import TorchEngine
+
+        self.engine = TorchEngine(
+            model, device=device, dtype=dtype, max_length=max_length, **engine_options
+        )
+
+    # -- scoring ---------------------------------------------------------------------------
+
+    def score(
+        self,
+        query: str,
+        documents: Sequence[str],
+        instruction: str | None = None,
+        *,
+        progress: Progress | None = None,
+    ) -> list[float]:
+        """Relevance of each document to the query, in input order, each in [0, 1].
+
+        Raises:
+            InvalidInputError: Empty query, documents not a list of strings, bad instruction.
+        """
+        request = self._request(query, documents, instruction)
+        if not request.documents:
+            return []
+        return self.engine.score([request], progress)[0].scores
+
+    async def ascore(
+        self, query: str, documents: Sequence[str], instruction: str | None = None
+    ) -> list[float]:
+        """Async ``score``: the model runs off the event loop."""
+        request = self._request(query, documents, instruction)
+        if not request.documents:
+            return []
+        return (await self.engine.ascore([request]))[0].scores
+
+    def rerank(
+        self,
+        query: str,
+        documents: Sequence[str],
+        top_n: int | None = None,
+        score_threshold: float | None = None,
+        instruction: str | None = None,
+        *,
+        progress: Progress | None = None,
+    ) -> list[RerankResult]:
+        """Documents sorted by score (ties by input index), filtered, at most ``top_n``.
+
+        Args:
+            query: The search query.
+            documents: The candidate texts.
+            top_n: Keep at most this many results (``None``: all).
+            score_threshold: Keep results with ``score >= score_threshold`` (in [0, 1]).
+            instruction: Task instruction for this call (default: the reranker's).
+            progress: Called with the number of pairs scored, as scoring goes on.
+        """
+        return self.rerank_batch(
+            [query], [documents], top_n, score_threshold, instruction, progress=progress
+        )[0]
+
+    async def arerank(
+        self,
+        query: str,
+        documents: Sequence[str],
+        top_n: int | None = None,
+        score_threshold: float | None = None,
+        instruction: str | None = None,
+    ) -> list[RerankResult]:
+        """Async ``rerank``."""
+        return (await self.arerank_batch([query], [documents], top_n, score_threshold, instruction))[0]
+
+    def rerank_batch(
+        self,
+        queries: Sequence[str],
+        documents_lists: Sequence[Sequence[str]],
+        top_n: int | None = None,
+        score_threshold: float | None = None,
+        instruction: str | None = None,
+        *,
+        progress: Progress | None = None,
+    ) -> list[list[RerankResult]]:
+        """``rerank`` for many queries at once, each with its own documents; batched together."""
+        requests = self._requests(queries, documents_lists, instruction, top_n, score_threshold)
+        scored = self.engine.score([r for r in requests if r.documents], progress)
+        return _rank_all(requests, scored, top_n, score_threshold)
+
+    async def arerank_batch(
+        self,
+        queries: Sequence[str],
+        documents_lists: Sequence[Sequence[str]],
+        top_n: int | None = None,
+        score_threshold: float | None = None,
+        instruction: str | None = None,
+    ) -> list[list[RerankResult]]:
+        """Async ``rerank_batch``."""
+        requests = self._requests(queries, documents_lists, instruction, top_n, score_threshold)
+        scored = await self.engine.ascore([r for r in requests if r.documents])
+        return _rank_all(requests, scored, top_n, score_threshold)
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Releases the engine (model memory, threads, connections)."""
+        self.engine.close()
+
+    def __enter__(self) -> Reranker:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(engine={type(self.engine).__name__})"
+
+    # -- validation ------------------------------------------------------------------------
+
+    def _request(
+        self, query: str, documents: Sequence[str], instruction: str | None
+    ) -> ScoreRequest:
+        return ScoreRequest(
+            _check_query(query),
+            _check_documents(documents),
+            _check_instruction(instruction, self.instruction),
+        )
+
+    def _requests(
+        self,
+        queries: Sequence[str],
+        documents_lists: Sequence[Sequence[str]],
+        instruction: str | None,
+        top_n: int | None,
+        score_threshold: float | None,
+    ) -> list[ScoreRequest]:
+        _check_top_n(top_n)
+        _check_threshold(score_threshold)
+        if not _is_list_like(queries):
+            raise InvalidInputError(f"queries must be a list of strings, got {type(queries).__name__}")
+        if not _is_list_like(documents_lists):
+            raise InvalidInputError(
+                f"documents_lists must be a list of lists, got {type(documents_lists).__name__}"
+            )
+        if len(queries) != len(documents_lists):
+            raise InvalidInputError(
+                f"{len(queries)} queries but {len(documents_lists)} document lists"
+            )
+        return [self._request(q, d, instruction) for q, d in zip(queries, documents_lists)]
+
+
+def _rank_all(
+    requests: list[ScoreRequest],
+    scored: list[ScoredDocuments],
+    top_n: int | None,
+    score_threshold: float | None,
+) -> list[list[RerankResult]]:
+    it = iter(scored)
+    return [
+        _rank(r.documents, next(it), top_n, score_threshold) if r.documents else []
+        for r in requests
+    ]
+
+
+def _rank(
+    documents: Sequence[str],
+    scored: ScoredDocuments,
+    top_n: int | None,
+    score_threshold: float | None,
+) -> list[RerankResult]:
+    results = [
+        RerankResult(i, s, d, t)
+        for i, (d, s, t) in enumerate(zip(documents, scored.scores, scored.truncated))
+        if score_threshold is None or s >= score_threshold
+    ]
+    results.sort(key=lambda r: (-r.score, r.index))
+    return results[:top_n] if top_n is not None else results
+
+
+def _is_list_like(value: object) -> bool:
+    return isinstance(value, Sequence) and not isinstance(value, (str, bytes, bytearray))
+
+
+def _check_text(value: object, what: str) -> str:
+    if not isinstance(value, str):
+        raise InvalidInputError(f"{what} must be a str, got {type(value).__name__}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidInputError(
+            f"{what} is not valid Unicode text (position {exc.start}: {exc.reason})"
+        ) from exc
+    return value
+
+
+def _check_query(query: object) -> str:
+    text = _check_text(query, "query")
+    if not text.strip():
+        raise InvalidInputError("query must not be empty or whitespace only")
+    return text
+
+
+def _check_documents(documents: object) -> list[str]:
+    if not _is_list_like(documents):
+        raise InvalidInputError(
+            f"documents must be a list of strings, got {type(documents).__name__}"
+        )
+    assert isinstance(documents, Sequence)
+    return [_check_text(d, f"documents[{i}]") for i, d in enumerate(documents)]
+
+
+def _check_instruction(instruction: object, default: str) -> str:
+    if instruction is None:
+        return default
+    text = _check_text(instruction, "instruction")
+    if not text.strip():
+        raise InvalidInputError("instruction must not be empty; pass None for the default")
+    return text
+
+
+def _check_top_n(top_n: object) -> None:
+    if top_n is None:
+        return
+    if isinstance(top_n, bool) or not isinstance(top_n, int) or top_n < 1:
+        raise InvalidInputError(f"top_n must be a positive integer or None, got {top_n!r}")
+
+
+def _check_threshold(threshold: object) -> None:
+    if threshold is None:
+        return
+    if (
+        isinstance(threshold, bool)
+        or not isinstance(threshold, (int, float))
+        or math.isnan(threshold)
+        or not 0.0 <= threshold <= 1.0
+    ):
+        raise InvalidInputError(f"score_threshold must be in [0, 1] or None, got {threshold!r}")
