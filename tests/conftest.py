@@ -1,0 +1,28 @@
+"""Shared fixtures: a tiny random-weight Qwen3 reranker with the real Qwen3 tokenizer.
+
+Built once per test run with ``save_pretrained`` and loaded by every test through the same
+``from_pretrained`` path a user takes; no network, no mocks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from qwen3_rerank import Reranker
+from qwen3_rerank.random_model import build_random_model
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Folder of a tiny random Qwen3ForCausalLM plus the real Qwen3 tokenizer."""
+    return build_random_model(tmp_path_factory.mktemp("models") / "tiny-qwen3-reranker", "tiny")
+
+
+@pytest.fixture(scope="session")
+def reranker(tiny_model: Path) -> Iterator[Reranker]:
+    """One fp32 CPU reranker shared by the tests that do not change its settings."""
+    with Reranker(tiny_model, device="cpu") as rr:
+        yield rr

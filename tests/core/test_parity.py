@@ -1,0 +1,45 @@
+"""The torch engine equals the literal model-card recipe to 1e-5 in fp32."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from qwen3_rerank import Reranker
+from tests.core.reference import card_scores
+
+QUERY = "What is the capital of China?"
+DOCUMENTS = [
+    "The capital of China is Beijing.",
+    "Gravity is a force that attracts two bodies towards each other. " * 3,
+    "北京是中华人民共和国的首都。",
+    "x",
+    "A much longer passage about cities, rivers and mountains. " * 40,
+    "emoji 😀🐼",
+    "",
+    "عاصمة الصين هي بكين",
+]
+
+
+@pytest.mark.parametrize("max_batch_tokens", [1, 200, 1000, 100_000])
+@pytest.mark.parametrize("instruction", [None, "Given a question, find the passage that answers it"])
+def test_scores_equal_card_recipe(
+    tiny_model: Path, max_batch_tokens: int, instruction: str | None
+) -> None:
+    expected = card_scores(tiny_model, QUERY, DOCUMENTS, instruction, 8192)
+    with Reranker(tiny_model, device="cpu", max_batch_tokens=max_batch_tokens) as rr:
+        got = rr.score(QUERY, DOCUMENTS, instruction=instruction)
+    assert got == pytest.approx(expected, abs=1e-5)
+    assert len(set(round(s, 6) for s in expected)) > len(DOCUMENTS) // 2  # scores do differ
+
+
+@pytest.mark.parametrize("max_length", [90, 128, 400])
+def test_truncated_scores_equal_card_recipe(tiny_model: Path, max_length: int) -> None:
+    expected = card_scores(tiny_model, QUERY, DOCUMENTS, None, max_length)
+    with Reranker(tiny_model, device="cpu", max_length=max_length) as rr:
+        results = rr.rerank(QUERY, DOCUMENTS)
+    by_index = sorted(results, key=lambda r: r.index)
+    assert [r.score for r in by_index] == pytest.approx(expected, abs=1e-5)
+    assert any(r.truncated for r in results)
+    assert [r.document for r in by_index] == DOCUMENTS  # the caller's text, not the cut one

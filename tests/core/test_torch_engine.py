@@ -1,0 +1,182 @@
+"""The torch engine: the engine contract, dtypes, loading errors, memory-safe batching."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from qwen3_rerank import ConfigurationError, EngineError, ModelLoadError, Reranker
+from tests.core.engine_contract import DOCUMENTS, QUERY, EngineContract
+
+
+class TestTorchEngineContract(EngineContract):
+    @pytest.fixture
+    def contract_reranker(self, reranker: Reranker) -> Reranker:
+        return reranker
+
+
+def test_defaults_on_cpu(reranker: Reranker) -> None:
+    engine = reranker.engine
+    assert engine.device.type == "cpu"  # type: ignore[attr-defined]
+    assert engine.dtype == torch.float32  # type: ignore[attr-defined]
+    assert engine.max_length == 8192  # type: ignore[attr-defined]
+    assert (engine.yes_id, engine.no_id) == (9693, 2152)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", torch.bfloat16, "float16"])
+def test_half_precision_is_close_and_keeps_scores_apart(
+    tiny_model: Path, reranker: Reranker, dtype: object
+) -> None:
+    """Scores come out of an fp32 head: no collapse into ties in 16-bit models."""
+    reference = reranker.score(QUERY, DOCUMENTS)
+    with Reranker(tiny_model, device="cpu", dtype=dtype) as rr:
+        assert rr.engine.dtype != torch.float32  # type: ignore[attr-defined]
+        scores = rr.score(QUERY, DOCUMENTS)
+    assert max(abs(a - b) for a, b in zip(scores, reference)) < 0.05
+    assert len(set(scores)) == len(set(reference)) == len(DOCUMENTS)
+
+
+def test_long_document_is_truncated_and_scored(tiny_model: Path) -> None:
+    with Reranker(tiny_model, device="cpu", max_length=256) as rr:
+        results = rr.rerank(QUERY, ["word " * 5000, "short"])
+    by_index = {r.index: r for r in results}
+    assert by_index[0].truncated and not by_index[1].truncated
+    assert 0.0 <= by_index[0].score <= 1.0
+    assert by_index[0].document == "word " * 5000
+
+
+def test_progress_reports_every_pair(tiny_model: Path) -> None:
+    seen: list[int] = []
+    with Reranker(tiny_model, device="cpu", max_batch_tokens=300) as rr:
+        rr.rerank(QUERY, DOCUMENTS * 3, progress=seen.append)
+    assert sum(seen) == len(DOCUMENTS) * 3
+    assert len(seen) > 1  # several token-budget batches
+
+
+def test_async_does_not_block_the_event_loop(tiny_model: Path) -> None:
+    async def run() -> tuple[int, float]:
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0.005)
+
+        task = asyncio.create_task(ticker())
+        start = time.perf_counter()
+        await rr.arerank(QUERY, ["a passage about plants " * 60] * 40)
+        elapsed = time.perf_counter() - start
+        task.cancel()
+        return ticks, elapsed
+
+    with Reranker(tiny_model, device="cpu", max_batch_tokens=512) as rr:
+        ticks, elapsed = asyncio.run(run())
+    assert elapsed > 0.05
+    assert ticks >= 3  # the loop kept running while the model did
+
+
+def test_closed_engine_raises(tiny_model: Path) -> None:
+    rr = Reranker(tiny_model, device="cpu")
+    with rr:
+        assert rr.score(QUERY, ["x"])
+    with pytest.raises(EngineError, match="closed"):
+        rr.score(QUERY, ["x"])
+    with pytest.raises(EngineError, match="closed"):
+        asyncio.run(rr.ascore(QUERY, ["x"]))
+    rr.close()  # closing twice is fine
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"engine": "tensorrt"}, "unknown engine"),
+        ({"device": "tpu"}, "device"),
+        ({"device": "cuda:7"} if not torch.cuda.is_available() else {"device": "cuda:99"}, "device"),
+        ({"device": "nonsense"}, "device"),
+        ({"dtype": "int8"}, "dtype"),
+        ({"dtype": torch.int64}, "dtype"),
+        ({"max_length": 20}, "max_length"),
+        ({"max_batch_tokens": 0}, "max_batch_tokens"),
+        ({"max_batch_tokens": "many"}, "max_batch_tokens"),
+    ],
+)
+def test_bad_configuration(tiny_model: Path, kwargs: dict[str, object], match: str) -> None:
+    with pytest.raises(ConfigurationError, match=match):
+        Reranker(tiny_model, **kwargs)  # type: ignore[arg-type]
+
+
+def test_missing_model_is_a_load_error(tmp_path: Path) -> None:
+    with pytest.raises(ModelLoadError):
+        Reranker(tmp_path / "does-not-exist", device="cpu", local_files_only=True)
+    with pytest.raises(ModelLoadError):
+        Reranker(tmp_path, device="cpu")  # an empty folder
+
+
+def test_model_folder_missing_weights(tiny_model: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "no-weights"
+    folder.mkdir()
+    for name in ("config.json", "tokenizer.json", "tokenizer_config.json"):
+        (folder / name).write_bytes((tiny_model / name).read_bytes())
+    with pytest.raises(ModelLoadError, match="causal LM"):
+        Reranker(folder, device="cpu")
+
+
+def test_model_without_yes_no_tokens_is_rejected(tiny_model: Path, tmp_path: Path) -> None:
+    """A tokenizer lacking Qwen3's yes/no tokens cannot score: refuse before loading weights."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"[UNK]": 0, "hello": 1, "world": 2}
+    raw = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    raw.pre_tokenizer = pre_tokenizers.Whitespace()
+    folder = tmp_path / "not-qwen"
+    PreTrainedTokenizerFast(tokenizer_object=raw, unk_token="[UNK]").save_pretrained(folder)
+    config = json.loads((tiny_model / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelLoadError, match="not a Qwen3 reranker"):
+        Reranker(folder, device="cpu")
+
+
+def test_user_built_engine_is_used_and_owned(tiny_model: Path) -> None:
+    from qwen3_rerank.engines.torch import TorchEngine
+
+    engine = TorchEngine(tiny_model, device="cpu")
+    with Reranker(engine=engine) as rr:
+        assert rr.engine is engine
+        assert len(rr.score(QUERY, DOCUMENTS)) == len(DOCUMENTS)
+    with pytest.raises(ConfigurationError, match="not both"):
+        Reranker(tiny_model, engine=engine)
+    with pytest.raises(ConfigurationError, match="Engine"):
+        Reranker(engine=object())  # type: ignore[arg-type]
+
+
+def test_out_of_memory_splits_the_batch(tiny_model: Path) -> None:
+    """A batch that raises OutOfMemoryError is scored in halves, with unchanged results."""
+    from qwen3_rerank.engines.torch import TorchEngine
+
+    class OneRowAtATime(TorchEngine):
+        """The GPU stand-in: refuses any forward pass of more than one row, as a full GPU would."""
+
+        def _forward(self, ids: list[list[int]]) -> list[float]:
+            if len(ids) > 1:
+                raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+            return super()._forward(ids)
+
+    engine = OneRowAtATime(tiny_model, device="cpu")
+    with Reranker(engine=engine) as rr, Reranker(tiny_model, device="cpu") as plain:
+        assert rr.score(QUERY, DOCUMENTS) == pytest.approx(plain.score(QUERY, DOCUMENTS), abs=1e-5)
+
+
+def test_import_does_not_load_torch() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, qwen3_rerank; print('torch' in sys.modules, 'transformers' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False False"
