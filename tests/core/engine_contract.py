@@ -33,7 +33,7 @@ class EngineContract:
     def test_scores_follow_input_order(self, contract_reranker: Reranker) -> None:
         scores = contract_reranker.score(QUERY, DOCUMENTS)
         reversed_scores = contract_reranker.score(QUERY, DOCUMENTS[::-1])
-        for a, b in zip(scores, reversed_scores[::-1]):
+        for a, b in zip(scores, reversed_scores[::-1], strict=True):
             assert abs(a - b) <= self.tolerance
 
     def test_empty_documents_give_empty_results(self, contract_reranker: Reranker) -> None:
@@ -49,7 +49,7 @@ class EngineContract:
     def test_instruction_changes_scores(self, contract_reranker: Reranker) -> None:
         default = contract_reranker.score(QUERY, DOCUMENTS)
         other = contract_reranker.score(QUERY, DOCUMENTS, instruction="Find recipes for dessert")
-        assert max(abs(a - b) for a, b in zip(default, other)) > 1e-4
+        assert max(abs(a - b) for a, b in zip(default, other, strict=True)) > 1e-4
 
     def test_batch_composition_does_not_change_scores(self, contract_reranker: Reranker) -> None:
         together = contract_reranker.score(QUERY, DOCUMENTS)
@@ -76,4 +76,4 @@ class EngineContract:
         scores, batches = asyncio.run(run())
         sync = contract_reranker.score(QUERY, DOCUMENTS)
         for got in (scores, *batches):
-            assert max(abs(a - b) for a, b in zip(got, sync)) <= self.tolerance
+            assert max(abs(a - b) for a, b in zip(got, sync, strict=True)) <= self.tolerance

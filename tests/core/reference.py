@@ -21,7 +21,7 @@ def card_scores(
     token_true_id = tokenizer.convert_tokens_to_ids("yes")
     prefix = (
         "<|im_start|>system\nJudge whether the Document meets the requirements based on the "
-        "Query and the Instruct provided. Note that the answer can only be \"yes\" or \"no\"."
+        'Query and the Instruct provided. Note that the answer can only be "yes" or "no".'
         "<|im_end|>\n<|im_start|>user\n"
     )
     suffix = "<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n"

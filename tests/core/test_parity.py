@@ -23,7 +23,9 @@ DOCUMENTS = [
 
 
 @pytest.mark.parametrize("max_batch_tokens", [1, 200, 1000, 100_000])
-@pytest.mark.parametrize("instruction", [None, "Given a question, find the passage that answers it"])
+@pytest.mark.parametrize(
+    "instruction", [None, "Given a question, find the passage that answers it"]
+)
 def test_scores_equal_card_recipe(
     tiny_model: Path, max_batch_tokens: int, instruction: str | None
 ) -> None:

@@ -97,7 +97,9 @@ def test_truncation_cuts_only_the_end_of_the_document(tokenizer: Any) -> None:
 def test_document_that_fits_exactly_is_not_truncated(tokenizer: Any) -> None:
     probe = PromptEncoder(_encode(tokenizer), max_length=8192).encode("q", ["one two three"], "i")
     exact = probe.pair_length(0)
-    encoded = PromptEncoder(_encode(tokenizer), max_length=exact).encode("q", ["one two three"], "i")
+    encoded = PromptEncoder(_encode(tokenizer), max_length=exact).encode(
+        "q", ["one two three"], "i"
+    )
     assert encoded.truncated == [False]
     shorter = PromptEncoder(_encode(tokenizer), max_length=exact - 1).encode(
         "q", ["one two three"], "i"

@@ -57,7 +57,7 @@ def test_score_threshold_edges(reranker: Reranker) -> None:
 def test_rerank_batch_matches_single_queries(reranker: Reranker) -> None:
     queries = [QUERY, "stock prices", "banana bread"]
     batch = reranker.rerank_batch(queries, [DOCUMENTS] * 3, top_n=3)
-    for query, got in zip(queries, batch):
+    for query, got in zip(queries, batch, strict=True):
         single = reranker.rerank(query, DOCUMENTS, top_n=3)
         assert [r.index for r in got] == [r.index for r in single]
         assert [r.score for r in got] == pytest.approx([r.score for r in single], abs=1e-5)
@@ -66,7 +66,8 @@ def test_rerank_batch_matches_single_queries(reranker: Reranker) -> None:
 def test_unicode_of_any_script_scores(reranker: Reranker) -> None:
     docs = ["熊猫", "مرحبا بالعالم", "emoji 😀🐼👩‍👩‍👧", "Ελληνικά", "हिन्दी", "\u200b", "a\x00b"]
     scores = reranker.score("多语言 query ✓", docs)
-    assert len(scores) == len(docs) and all(0.0 <= s <= 1.0 for s in scores)
+    assert len(scores) == len(docs)
+    assert all(0.0 <= s <= 1.0 for s in scores)
 
 
 def test_instruction_per_call_and_per_reranker(tiny_model: Any, reranker: Reranker) -> None:
@@ -131,7 +132,8 @@ async def test_async_bad_input_raises_before_scoring(reranker: Reranker) -> None
 
 
 def test_query_too_long_for_max_length(tiny_model: Any) -> None:
-    with Reranker(tiny_model, device="cpu", max_length=128) as rr, pytest.raises(
-        InvalidInputError, match="no room for a document"
+    with (
+        Reranker(tiny_model, device="cpu", max_length=128) as rr,
+        pytest.raises(InvalidInputError, match="no room for a document"),
     ):
         rr.rerank("long query " * 100, ["d"])

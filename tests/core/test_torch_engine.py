@@ -37,7 +37,7 @@ def test_half_precision_is_close_and_keeps_scores_apart(
     with Reranker(tiny_model, device="cpu", dtype=dtype) as rr:
         assert rr.engine.dtype != torch.float32  # type: ignore[attr-defined]
         scores = rr.score(QUERY, DOCUMENTS)
-    assert max(abs(a - b) for a, b in zip(scores, reference)) < 0.05
+    assert max(abs(a - b) for a, b in zip(scores, reference, strict=True)) < 0.05
     assert len(set(scores)) == len(set(reference)) == len(DOCUMENTS)
 
 
@@ -45,7 +45,8 @@ def test_long_document_is_truncated_and_scored(tiny_model: Path) -> None:
     with Reranker(tiny_model, device="cpu", max_length=256) as rr:
         results = rr.rerank(QUERY, ["word " * 5000, "short"])
     by_index = {r.index: r for r in results}
-    assert by_index[0].truncated and not by_index[1].truncated
+    assert by_index[0].truncated
+    assert not by_index[1].truncated
     assert 0.0 <= by_index[0].score <= 1.0
     assert by_index[0].document == "word " * 5000
 
@@ -97,7 +98,10 @@ def test_closed_engine_raises(tiny_model: Path) -> None:
     [
         ({"engine": "tensorrt"}, "unknown engine"),
         ({"device": "tpu"}, "device"),
-        ({"device": "cuda:7"} if not torch.cuda.is_available() else {"device": "cuda:99"}, "device"),
+        (
+            {"device": "cuda:7"} if not torch.cuda.is_available() else {"device": "cuda:99"},
+            "device",
+        ),
         ({"device": "nonsense"}, "device"),
         ({"dtype": "int8"}, "dtype"),
         ({"dtype": torch.int64}, "dtype"),

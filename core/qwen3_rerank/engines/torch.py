@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..batching import plan_batches
@@ -40,6 +41,7 @@ _DEFAULT_BATCH_TOKENS = {"cpu": 8192, "cuda": 65536, "mps": 16384}
 
 
 def _import_torch() -> Any:
+    """torch, imported on first use (``import qwen3_rerank`` stays light)."""
     try:
         import torch
         import transformers  # noqa: F401
@@ -52,9 +54,9 @@ def resolve_device(device: Any) -> torch_.device:
     """``None`` -> CUDA if available else CPU; a string or ``torch.device`` is checked."""
     torch = _import_torch()
     if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     try:
-        dev = torch.device(device)
+        dev: torch_.device = torch.device(device)
     except (RuntimeError, TypeError, ValueError) as exc:
         raise ConfigurationError(f"unknown device {device!r}; use one of {_DEVICE_TYPES}") from exc
     if dev.type not in _DEVICE_TYPES:
@@ -74,12 +76,12 @@ def resolve_dtype(dtype: Any, device: torch_.device) -> torch_.dtype:
     """``None`` -> float32 on CPU, bfloat16 elsewhere; names or ``torch.dtype`` are checked."""
     torch = _import_torch()
     if dtype is None:
-        return torch.float32 if device.type == "cpu" else torch.bfloat16
-    if isinstance(dtype, torch.dtype):
-        if dtype in (torch.float32, torch.bfloat16, torch.float16):
-            return dtype
-    elif isinstance(dtype, str) and dtype.lower() in _DTYPES:
-        return getattr(torch, _DTYPES[dtype.lower()])
+        dtype = "float32" if device.type == "cpu" else "bfloat16"
+    if isinstance(dtype, str) and dtype.lower() in _DTYPES:
+        dtype = getattr(torch, _DTYPES[dtype.lower()])
+    if dtype in (torch.float32, torch.bfloat16, torch.float16):
+        chosen: torch_.dtype = dtype
+        return chosen
     raise ConfigurationError(
         f"unsupported dtype {dtype!r}; use 'float32', 'bfloat16', 'float16' or a torch dtype"
     )
@@ -120,7 +122,9 @@ class TorchEngine(ThreadedEngine):
         if max_batch_tokens is None:
             max_batch_tokens = _DEFAULT_BATCH_TOKENS[self.device.type]
         if isinstance(max_batch_tokens, bool) or not isinstance(max_batch_tokens, int):
-            raise ConfigurationError(f"max_batch_tokens must be an integer, got {max_batch_tokens!r}")
+            raise ConfigurationError(
+                f"max_batch_tokens must be an integer, got {max_batch_tokens!r}"
+            )
         if max_batch_tokens < 1:
             raise ConfigurationError(f"max_batch_tokens must be >= 1, got {max_batch_tokens}")
         self.max_batch_tokens = max_batch_tokens
@@ -140,9 +144,7 @@ class TorchEngine(ThreadedEngine):
             # softmax([no, yes])[1] == sigmoid(logit_yes - logit_no): one direction suffices.
             self._direction = (weight[self.yes_id] - weight[self.no_id]).to(self.device)
             bias = getattr(head, "bias", None)
-            self._offset = (
-                float(bias[self.yes_id] - bias[self.no_id]) if bias is not None else 0.0
-            )
+            self._offset = float(bias[self.yes_id] - bias[self.no_id]) if bias is not None else 0.0
         self._body = causal_lm.base_model.to(self.device).eval()
         del causal_lm, head, weight
         super().__init__()
@@ -165,7 +167,7 @@ class TorchEngine(ThreadedEngine):
         flat = [0.0] * len(pairs)
         for batch in plan_batches(lengths, self.max_batch_tokens, padded=True):
             ids = [encoded[pairs[i][0]].pair_ids(pairs[i][1]) for i in batch]
-            for i, s in zip(batch, self._score_split(ids)):
+            for i, s in zip(batch, self._score_split(ids), strict=True):
                 flat[i] = s
             if progress is not None:
                 progress(len(batch))
@@ -228,10 +230,26 @@ class TorchEngine(ThreadedEngine):
 def _load_tokenizer(name: str, options: dict[str, Any]) -> Any:
     from transformers import AutoTokenizer
 
+    if _looks_like_path(name):
+        folder = Path(name).expanduser()
+        if not folder.is_dir():
+            raise ModelLoadError(f"no such model folder: {name!r}")
+        if not (folder / "config.json").is_file():
+            raise ModelLoadError(f"{name!r} is not a model folder: it has no config.json")
     try:
         return AutoTokenizer.from_pretrained(name, **options)
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ModelLoadError(f"cannot load a tokenizer from {name!r}: {exc}") from exc
+        raise ModelLoadError(f"cannot load a tokenizer from {name!r}: {_one_line(exc)}") from exc
+
+
+def _looks_like_path(name: str) -> bool:
+    """Hub ids are ``name`` or ``owner/name``; anything else path-like is a local folder."""
+    return (
+        Path(name).exists()
+        or name.startswith(("/", ".", "~"))
+        or name.count("/") > 1
+        or (os.sep != "/" and os.sep in name)
+    )
 
 
 def _load_model(name: str, dtype: torch_.dtype, options: dict[str, Any]) -> Any:
@@ -242,7 +260,13 @@ def _load_model(name: str, dtype: torch_.dtype, options: dict[str, Any]) -> Any:
             name, dtype=dtype, attn_implementation="sdpa", **options
         )
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ModelLoadError(f"cannot load a causal LM from {name!r}: {exc}") from exc
+        raise ModelLoadError(f"cannot load a causal LM from {name!r}: {_one_line(exc)}") from exc
+
+
+def _one_line(exc: BaseException, limit: int = 300) -> str:
+    """transformers' errors span many lines; a CLI error must fit on one."""
+    text = " ".join(str(exc).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _yes_no_ids(tokenizer: Any, name: str) -> tuple[int, int]:

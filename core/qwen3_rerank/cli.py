@@ -1,0 +1,229 @@
+"""The ``qwen3-rerank`` command line.
+
+Exit codes: 0 success, 2 bad input or configuration (one line on stderr, no traceback),
+1 engine failure, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn, TextIO
+
+from .errors import ConfigurationError, InvalidInputError, Qwen3RerankError
+from .results import RerankResult
+
+__all__ = ["main"]
+
+
+class UsageError(Exception):
+    """Bad command-line input found before any model is loaded."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """Reports a usage error as one line on stderr (exit 2), not the whole usage text."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Runs the CLI; returns the process exit code."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.run(args)
+        return code
+    except (UsageError, InvalidInputError, ConfigurationError, OSError) as exc:
+        print(f"qwen3-rerank: error: {exc}", file=sys.stderr)
+        return 2
+    except Qwen3RerankError as exc:
+        print(f"qwen3-rerank: engine error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("qwen3-rerank: interrupted", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="qwen3-rerank", description="Rerank documents with Qwen3-Reranker.")
+    commands = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=_Parser
+    )
+
+    rerank = commands.add_parser(
+        "rerank",
+        help="rank documents from a file or stdin against a query",
+        description="Rank documents (one per line, or JSONL with --jsonl) against a query. "
+        "Blank lines are skipped; 'index' counts the documents read, from 0.",
+    )
+    rerank.add_argument("file", nargs="?", default="-", help="documents file, or - for stdin")
+    rerank.add_argument("--query", "-q", required=True, help="the search query")
+    rerank.add_argument("--instruction", help="task instruction (default: web search)")
+    rerank.add_argument("--top-n", type=_positive_int, help="keep the N best documents")
+    rerank.add_argument("--threshold", type=_unit_float, help="keep scores >= T (0..1)")
+    rerank.add_argument("--jsonl", action="store_true", help="input lines are JSON objects")
+    rerank.add_argument("--text-field", default="text", help="JSONL field with the text")
+    rerank.add_argument("--format", choices=("jsonl", "table"), default="jsonl")
+    rerank.add_argument("--quiet", action="store_true", help="no progress bar")
+    _engine_arguments(rerank)
+    rerank.set_defaults(run=_run_rerank)
+
+    make = commands.add_parser(
+        "make-model",
+        help="build a random-weight Qwen3-Reranker-shaped model (for offline tests/benchmarks)",
+        description="Save a random-weight Qwen3ForCausalLM with the real Qwen3 tokenizer "
+        "(needs the [dev] extra). Scores are meaningless; compute and tokens are real.",
+    )
+    make.add_argument("path", help="output folder")
+    make.add_argument("--size", choices=("tiny", "0.6b"), default="tiny")
+    make.add_argument("--seed", type=int, default=0)
+    make.set_defaults(run=_run_make_model)
+    return parser
+
+
+def _engine_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("engine")
+    group.add_argument("--model", "-m", required=True, help="Hub id or local model folder")
+    group.add_argument("--engine", default="auto", help="auto | torch")
+    group.add_argument("--device", help="cpu | cuda | cuda:N (default: CUDA if available)")
+    group.add_argument("--dtype", help="float32 | bfloat16 | float16")
+    group.add_argument("--max-length", type=_positive_int, default=8192, help="tokens per pair")
+    group.add_argument("--max-batch-tokens", type=_positive_int, help="tokens per forward pass")
+
+
+def _engine_options(args: argparse.Namespace) -> dict[str, Any]:
+    options: dict[str, Any] = {
+        "engine": args.engine,
+        "device": args.device,
+        "dtype": args.dtype,
+        "max_length": args.max_length,
+    }
+    if args.max_batch_tokens is not None:
+        options["max_batch_tokens"] = args.max_batch_tokens
+    return options
+
+
+def _run_rerank(args: argparse.Namespace) -> int:
+    if not args.query.strip():
+        raise UsageError("--query must not be empty")
+    records = _read_documents(args.file, args.jsonl, args.text_field)
+    show_progress = not args.quiet and sys.stderr.isatty()
+    if not show_progress:
+        _quiet_transformers()
+    from tqdm import tqdm
+
+    from .reranker import Reranker
+
+    with (
+        Reranker(args.model, **_engine_options(args)) as rr,
+        tqdm(total=len(records), unit="doc", file=sys.stderr, disable=not show_progress) as bar,
+    ):
+        results = rr.rerank(
+            args.query,
+            [text for text, _ in records],
+            top_n=args.top_n,
+            score_threshold=args.threshold,
+            instruction=args.instruction,
+            progress=bar.update,
+        )
+    ids = [record_id for _, record_id in records]
+    if args.format == "table":
+        _print_table(results, sys.stdout)
+    else:
+        for rank, r in enumerate(results, 1):
+            line: dict[str, Any] = {"rank": rank, "index": r.index, "score": r.score}
+            if ids[r.index] is not None:
+                line["id"] = ids[r.index]
+            line.update(document=r.document, truncated=r.truncated)
+            print(json.dumps(line, ensure_ascii=False))
+    return 0
+
+
+def _run_make_model(args: argparse.Namespace) -> int:
+    from .random_model import build_random_model
+
+    print(build_random_model(args.path, args.size, seed=args.seed))
+    return 0
+
+
+def _read_documents(file: str, jsonl: bool, field: str) -> list[tuple[str, Any]]:
+    """(text, id-or-None) per non-blank line of ``file`` (``-``: stdin)."""
+    if file == "-":
+        lines = _decode(sys.stdin.buffer.read(), "stdin")
+    else:
+        path = Path(file)
+        if not path.is_file():
+            raise UsageError(f"no such file: {file}")
+        lines = _decode(path.read_bytes(), file)
+    records: list[tuple[str, Any]] = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        if not jsonl:
+            records.append((line, None))
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise UsageError(f"line {number}: invalid JSON ({exc.msg})") from exc
+        if isinstance(value, str):
+            records.append((value, None))
+        elif isinstance(value, dict) and isinstance(value.get(field), str):
+            records.append((value[field], value.get("id")))
+        else:
+            raise UsageError(f"line {number}: expected an object with a string {field!r} field")
+    return records
+
+
+def _decode(data: bytes, name: str) -> list[str]:
+    try:
+        return data.decode("utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{name} is not UTF-8 (byte {exc.start})") from exc
+
+
+def _print_table(results: list[RerankResult], out: TextIO) -> None:
+    out.write(f"{'rank':>4}  {'index':>5}  {'score':>8}  document\n")
+    for rank, r in enumerate(results, 1):
+        text = " ".join(r.document.split())
+        text = text if len(text) <= 70 else text[:69] + "…"
+        mark = " [truncated]" if r.truncated else ""
+        out.write(f"{rank:>4}  {r.index:>5}  {r.score:>8.5f}  {text}{mark}\n")
+
+
+def _quiet_transformers() -> None:
+    """Keep transformers' load-time bars and notices off a non-interactive stderr."""
+    try:
+        from transformers.utils import logging
+    except ImportError:
+        return
+    logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+    logging.set_verbosity_error()  # type: ignore[no-untyped-call]
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _unit_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}")
+    return value
+
+
+if __name__ == "__main__":
+    sys.exit(main())

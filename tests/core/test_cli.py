@@ -1,0 +1,143 @@
+"""The CLI end to end, as a subprocess, on the tiny fixture model."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from qwen3_rerank import Reranker
+
+QUERY = "what is a panda?"
+DOCS = ["The giant panda is a bear.", "Paris is in France.", "熊猫吃竹子。", "Pandas eat bamboo."]
+
+
+def run_cli(*args: str, stdin: str | bytes | None = None) -> subprocess.CompletedProcess[str]:
+    data = stdin.encode() if isinstance(stdin, str) else stdin
+    proc = subprocess.run(
+        [sys.executable, "-m", "qwen3_rerank.cli", *args],
+        input=data,
+        capture_output=True,
+        timeout=300,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    return subprocess.CompletedProcess(
+        proc.args, proc.returncode, proc.stdout.decode(), proc.stderr.decode()
+    )
+
+
+@pytest.fixture(scope="module")
+def docs_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("cli") / "docs.txt"
+    path.write_text("\n".join(DOCS[:2]) + "\n\n" + "\n".join(DOCS[2:]) + "\n", encoding="utf-8")
+    return path
+
+
+def test_rerank_prints_ranked_json_lines(tiny_model: Path, docs_file: Path) -> None:
+    out = run_cli("rerank", "--model", str(tiny_model), "--query", QUERY, str(docs_file))
+    assert out.returncode == 0, out.stderr
+    lines = [json.loads(line) for line in out.stdout.splitlines()]
+    with Reranker(tiny_model, device="cpu") as rr:
+        expected = rr.rerank(QUERY, DOCS)
+    assert [line["rank"] for line in lines] == [1, 2, 3, 4]
+    assert [line["index"] for line in lines] == [r.index for r in expected]
+    assert [line["document"] for line in lines] == [r.document for r in expected]
+    assert [line["score"] for line in lines] == pytest.approx([r.score for r in expected], abs=1e-6)
+    assert out.stderr == ""  # no progress bar or load noise when stderr is not a terminal
+
+
+def test_jsonl_from_stdin_with_ids_top_n_and_threshold(tiny_model: Path) -> None:
+    records = "".join(json.dumps({"id": f"doc-{i}", "text": d}) + "\n" for i, d in enumerate(DOCS))
+    out = run_cli(
+        "rerank", "-m", str(tiny_model), "-q", QUERY, "--jsonl", "--top-n", "2", "-", stdin=records
+    )
+    assert out.returncode == 0, out.stderr
+    lines = [json.loads(line) for line in out.stdout.splitlines()]
+    assert len(lines) == 2
+    assert all(line["id"] == f"doc-{line['index']}" for line in lines)
+    threshold = lines[1]["score"]
+    out = run_cli(
+        "rerank",
+        "-m",
+        str(tiny_model),
+        "-q",
+        QUERY,
+        "--jsonl",
+        "--threshold",
+        str(threshold),
+        "--instruction",
+        "Find facts about animals",
+        "-",
+        stdin=records,
+    )
+    assert out.returncode == 0, out.stderr
+    assert all(json.loads(x)["score"] >= threshold for x in out.stdout.splitlines())
+
+
+def test_table_format_and_truncation(tiny_model: Path, tmp_path: Path) -> None:
+    path = tmp_path / "long.txt"
+    path.write_text("short doc\n" + "word " * 3000 + "\n", encoding="utf-8")
+    out = run_cli(
+        "rerank",
+        "-m",
+        str(tiny_model),
+        "-q",
+        QUERY,
+        "--format",
+        "table",
+        "--max-length",
+        "200",
+        str(path),
+    )
+    assert out.returncode == 0, out.stderr
+    rows = out.stdout.splitlines()
+    assert rows[0].split() == ["rank", "index", "score", "document"]
+    assert len(rows) == 3
+    assert any("[truncated]" in row for row in rows[1:])
+
+
+@pytest.mark.parametrize(
+    ("args", "stdin", "message"),
+    [
+        (["--query", "  "], None, "--query must not be empty"),
+        (["--query", "q", "--top-n", "0"], None, "--top-n"),
+        (["--query", "q", "--threshold", "1.5"], None, "--threshold"),
+        (["--query", "q", "--threshold", "abc"], None, "--threshold"),
+        (["--query", "q", "/no/such/file.txt"], None, "no such file"),
+        (["--query", "q", "--jsonl", "-"], "{not json}\n", "line 1: invalid JSON"),
+        (["--query", "q", "--jsonl", "-"], '{"body": "x"}\n', "'text' field"),
+        (["--query", "q", "-"], b"\xff\xfe bad bytes\n", "not UTF-8"),
+        (["--query", "q", "--device", "quantum", "-"], "doc\n", "device"),
+        (["--query", "q", "--engine", "nope", "-"], "doc\n", "unknown engine"),
+        (["--query", "q", "--max-length", "10", "-"], "doc\n", "max_length"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(
+    tiny_model: Path, args: list[str], stdin: str | bytes | None, message: str
+) -> None:
+    out = run_cli("rerank", "--model", str(tiny_model), *args, stdin=stdin)
+    assert out.returncode == 2
+    assert message in out.stderr
+    assert "Traceback" not in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+    assert out.stdout == ""
+
+
+def test_missing_model_folder_exit_2(tmp_path: Path) -> None:
+    out = run_cli("rerank", "--model", str(tmp_path / "absent"), "-q", "q", "-", stdin="doc\n")
+    assert out.returncode == 2
+    assert "no such model folder" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_make_model_builds_a_loadable_folder(tmp_path: Path) -> None:
+    out = run_cli("make-model", str(tmp_path / "m"), "--seed", "3")
+    assert out.returncode == 0, out.stderr
+    folder = Path(out.stdout.strip())
+    assert (folder / "config.json").is_file()
+    with Reranker(folder, device="cpu") as rr:
+        assert len(rr.score("q", ["a", "b"])) == 2
