@@ -54,6 +54,8 @@ class Reranker:
         **engine_options: Any,
     ) -> None:
         self.instruction = _check_instruction(instruction, DEFAULT_INSTRUCTION)
+        self.model: str | None = os.fspath(model) if model is not None else None
+        """The model id or folder, or ``None`` for an engine object passed in."""
         if not isinstance(engine, str):
             if model is not None:
                 raise ConfigurationError("pass either a model or an engine object, not both")
