@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-__all__ = ["plan_batches"]
+__all__ = ["plan_batches", "plan_packed"]
 
 
 def plan_batches(
@@ -40,6 +40,46 @@ def plan_batches(
         current.append(i)
         longest = max(longest, n)
         used += n
+    if current:
+        batches.append(current)
+    return batches
+
+
+def plan_packed(
+    query_of: Sequence[int], lengths: Sequence[int], prefix_lengths: Sequence[int], max_tokens: int
+) -> list[list[int]]:
+    """Groups documents into packed batches that share their queries' prefixes.
+
+    A batch holds each of its queries' prefix once plus its documents' tokens, end to end with
+    no padding. Documents stay in input order, so the documents of one query share batches and
+    its prefix is computed as few times as possible.
+
+    Args:
+        query_of: For each document, the index of its query.
+        lengths: For each document, its own token count (document part and suffix).
+        prefix_lengths: For each query, the token count of its shared prefix.
+        max_tokens: Budget of packed tokens per batch; a document that cannot fit even alone
+            gets a batch of its own.
+
+    Returns:
+        Lists of document indices; every index appears exactly once.
+    """
+    if max_tokens < 1:
+        raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
+    batches: list[list[int]] = []
+    current: list[int] = []
+    queries: set[int] = set()
+    used = 0
+    for i, n in enumerate(lengths):
+        q = query_of[i]
+        cost = n + (0 if q in queries else prefix_lengths[q])
+        if current and used + cost > max_tokens:
+            batches.append(current)
+            current, queries, used = [], set(), 0
+            cost = n + prefix_lengths[q]
+        current.append(i)
+        queries.add(q)
+        used += cost
     if current:
         batches.append(current)
     return batches

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from qwen3_rerank.batching import plan_batches
+from qwen3_rerank.batching import plan_batches, plan_packed
 
 
 @pytest.mark.parametrize("padded", [True, False])
@@ -32,3 +32,23 @@ def test_empty_and_bad_budget() -> None:
     assert plan_batches([], 10) == []
     with pytest.raises(ValueError, match="max_tokens"):
         plan_batches([1], 0)
+
+
+@pytest.mark.parametrize("budget", [1, 300, 2000, 100_000])
+def test_packed_plan_counts_each_prefix_once_per_batch(budget: int) -> None:
+    rng = random.Random(budget)
+    query_of = sorted(rng.randrange(5) for _ in range(60))
+    lengths = [rng.randint(1, 300) for _ in range(60)]
+    prefixes = [rng.randint(40, 90) for _ in range(5)]
+    batches = plan_packed(query_of, lengths, prefixes, budget)
+    assert [i for b in batches for i in b] == list(range(60))  # input order kept
+    for batch in batches:
+        queries = {query_of[i] for i in batch}
+        cost = sum(lengths[i] for i in batch) + sum(prefixes[q] for q in queries)
+        assert cost <= budget or len(batch) == 1
+
+
+def test_packed_plan_shares_prefixes() -> None:
+    # two queries with 50-token prefixes, four 10-token documents: one batch of 140 tokens
+    assert plan_packed([0, 0, 1, 1], [10] * 4, [50, 50], 140) == [[0, 1, 2, 3]]
+    assert plan_packed([0, 0, 1, 1], [10] * 4, [50, 50], 139) == [[0, 1, 2], [3]]

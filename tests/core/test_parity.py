@@ -36,12 +36,25 @@ def test_scores_equal_card_recipe(
     assert len(set(round(s, 6) for s in expected)) > len(DOCUMENTS) // 2  # scores do differ
 
 
+@pytest.mark.parametrize("fast", [True, False], ids=["packed", "padded"])
 @pytest.mark.parametrize("max_length", [90, 128, 400])
-def test_truncated_scores_equal_card_recipe(tiny_model: Path, max_length: int) -> None:
+def test_truncated_scores_equal_card_recipe(tiny_model: Path, max_length: int, fast: bool) -> None:
     expected = card_scores(tiny_model, QUERY, DOCUMENTS, None, max_length)
-    with Reranker(tiny_model, device="cpu", max_length=max_length) as rr:
+    with Reranker(tiny_model, device="cpu", max_length=max_length, fast=fast) as rr:
         results = rr.rerank(QUERY, DOCUMENTS)
     by_index = sorted(results, key=lambda r: r.index)
     assert [r.score for r in by_index] == pytest.approx(expected, abs=1e-5)
     assert any(r.truncated for r in results)
     assert [r.document for r in by_index] == DOCUMENTS  # the caller's text, not the cut one
+
+
+def test_many_queries_packed_together_equal_card_recipe(tiny_model: Path) -> None:
+    """rerank_batch packs several queries' prefixes and documents into shared batches."""
+    queries = [QUERY, "北京在哪里\uff1f", "a third, longer question about mountains and rivers"]
+    lists = [DOCUMENTS, DOCUMENTS[::-1], DOCUMENTS[2:5]]
+    with Reranker(tiny_model, device="cpu", max_batch_tokens=1500) as rr:
+        batches = rr.rerank_batch(queries, lists)
+    for query, docs, results in zip(queries, lists, batches, strict=True):
+        expected = card_scores(tiny_model, query, docs, None, 8192)
+        got = [r.score for r in sorted(results, key=lambda r: r.index)]
+        assert got == pytest.approx(expected, abs=1e-5)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -20,8 +22,19 @@ class TestTorchEngineContract(EngineContract):
         return reranker
 
 
+class TestPaddedReferenceContract(EngineContract):
+    """The transformers (padded) path keeps passing the contract too."""
+
+    @pytest.fixture(scope="class")
+    def contract_reranker(self, tiny_model: Path) -> Iterator[Reranker]:
+        with Reranker(tiny_model, device="cpu", fast=False) as rr:
+            assert rr.engine.attention == "padded"  # type: ignore[attr-defined]
+            yield rr
+
+
 def test_defaults_on_cpu(reranker: Reranker) -> None:
     engine = reranker.engine
+    assert engine.attention == "loop"  # type: ignore[attr-defined]
     assert engine.device.type == "cpu"  # type: ignore[attr-defined]
     assert engine.dtype == torch.float32  # type: ignore[attr-defined]
     assert engine.max_length == 8192  # type: ignore[attr-defined]
@@ -108,6 +121,9 @@ def test_closed_engine_raises(tiny_model: Path) -> None:
         ({"max_length": 20}, "max_length"),
         ({"max_batch_tokens": 0}, "max_batch_tokens"),
         ({"max_batch_tokens": "many"}, "max_batch_tokens"),
+        ({"max_memory": "lots"}, "max_memory"),
+        ({"max_memory": 0}, "max_memory"),
+        ({"max_memory": "20MiB"}, "raise max_memory or lower max_length"),
     ],
 )
 def test_bad_configuration(tiny_model: Path, kwargs: dict[str, object], match: str) -> None:
@@ -167,14 +183,16 @@ def test_out_of_memory_splits_the_batch(tiny_model: Path) -> None:
     class OneRowAtATime(TorchEngine):
         """The GPU stand-in: refuses any forward pass of more than one row, as a full GPU would."""
 
-        def _forward(self, ids: list[list[int]]) -> list[float]:
-            if len(ids) > 1:
+        def _forward(self, encoded: Any, pairs: list[tuple[int, int]]) -> list[float]:
+            if len(pairs) > 1:
                 raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
-            return super()._forward(ids)
+            return super()._forward(encoded, pairs)
 
     engine = OneRowAtATime(tiny_model, device="cpu")
+    budget = engine.max_batch_tokens
     with Reranker(engine=engine) as rr, Reranker(tiny_model, device="cpu") as plain:
         assert rr.score(QUERY, DOCUMENTS) == pytest.approx(plain.score(QUERY, DOCUMENTS), abs=1e-5)
+    assert engine.max_batch_tokens < budget  # later calls plan smaller batches
 
 
 def test_import_does_not_load_torch() -> None:
@@ -184,3 +202,15 @@ def test_import_does_not_load_torch() -> None:
     code = "import sys, qwen3_rerank; print('torch' in sys.modules, 'transformers' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False False"
+
+
+def test_max_memory_sizes_batches(tiny_model: Path) -> None:
+    with (
+        Reranker(tiny_model, device="cpu", max_memory="128MiB") as small,
+        Reranker(tiny_model, device="cpu", max_memory="1GiB") as large,
+    ):
+        assert small.engine.max_batch_tokens < large.engine.max_batch_tokens  # type: ignore[attr-defined]
+        assert small.engine.max_batch_tokens >= 8192  # type: ignore[attr-defined]
+        assert small.score(QUERY, DOCUMENTS) == pytest.approx(
+            large.score(QUERY, DOCUMENTS), abs=1e-5
+        )

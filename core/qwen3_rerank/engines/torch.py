@@ -12,19 +12,22 @@ token budget; a batch that runs out of GPU memory is split and retried.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..batching import plan_batches
+from ..batching import plan_batches, plan_packed
 from ..errors import ConfigurationError, EngineError, MissingDependencyError, ModelLoadError
-from ..prompt import DEFAULT_MAX_LENGTH, PromptEncoder
+from ..prompt import DEFAULT_MAX_LENGTH, EncodedRequest, PromptEncoder
 from .base import Progress, ScoredDocuments, ScoreRequest, ThreadedEngine
 
 if TYPE_CHECKING:
     import torch as torch_
 
-__all__ = ["TorchEngine", "resolve_device", "resolve_dtype"]
+    from .packed import PackedQwen3
+
+__all__ = ["TorchEngine", "parse_bytes", "resolve_device", "resolve_dtype"]
 
 _DTYPES = {
     "float32": "float32",
@@ -36,8 +39,14 @@ _DTYPES = {
     "half": "float16",
 }
 _DEVICE_TYPES = ("cpu", "cuda", "mps")
-# Tokens per forward pass when the caller sets no budget.
-_DEFAULT_BATCH_TOKENS = {"cpu": 8192, "cuda": 65536, "mps": 16384}
+# Tokens per forward pass when the caller sets no budget (CPU, MPS).
+_DEFAULT_BATCH_TOKENS = {"cpu": 8192, "mps": 16384}
+# On CUDA without max_memory: activations get at most this much beyond the weights.
+_DEFAULT_GPU_ROOM = 768 * 2**20
+_BYTE_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}
+_BYTE_UNITS |= {p: 2 ** (10 * (i + 1)) for i, u in enumerate("KMGT") for p in (u, u + "IB")}
+# Kept free under a memory cap for the allocator's rounding and small buffers.
+_SLACK_BYTES = 48 * 2**20
 
 
 def _import_torch() -> Any:
@@ -88,7 +97,12 @@ def resolve_dtype(dtype: Any, device: torch_.device) -> torch_.dtype:
 
 
 class TorchEngine(ThreadedEngine):
-    """Scores Qwen3-Reranker pairs with PyTorch and transformers, on CPU or GPU.
+    """Scores Qwen3-Reranker pairs with PyTorch, on CPU or GPU.
+
+    The default (``fast=True``) runs :class:`~qwen3_rerank.engines.packed.PackedQwen3`: each
+    query's shared prefix computed once, documents packed with no padding, attention by the
+    FlashAttention varlen kernel on GPU, the yes/no head on last tokens only. ``fast=False`` runs
+    transformers' own model on left-padded batches: the reference the fast path is tested against.
 
     Args:
         model: A Hub id or a local folder of a Qwen3-Reranker checkpoint.
@@ -96,13 +110,18 @@ class TorchEngine(ThreadedEngine):
         dtype: ``"float32"``, ``"bfloat16"``, ``"float16"`` or a torch dtype; ``None`` picks
             float32 on CPU and bfloat16 on GPU. Scores are always computed in fp32.
         max_length: Most tokens per pair; longer documents are truncated.
-        max_batch_tokens: Padded tokens per forward pass (memory grows with it).
+        max_batch_tokens: Tokens per forward pass; by default sized from ``max_memory`` (or
+            free GPU memory) on GPU, 8192 on CPU.
+        max_memory: Cap on the memory the engine allocates on the device, weights included
+            (``"1.5GiB"``, ``"800MB"`` or bytes). Batches are sized to stay under it.
+        fast: Use the packed prefix-sharing forward (default) or transformers' model.
+        compile: Fuse the per-token work with ``torch.compile`` (fast path only).
         **load_options: Passed to both ``from_pretrained`` calls (``revision``, ``cache_dir``,
             ``local_files_only``, ``token``, ...).
 
     Raises:
         ModelLoadError: The model is missing, incomplete or not a Qwen3 reranker.
-        ConfigurationError: Bad device, dtype, max_length or max_batch_tokens.
+        ConfigurationError: Bad device, dtype, max_length, max_batch_tokens or max_memory.
         MissingDependencyError: torch or transformers is not installed (extra ``[torch]``).
     """
 
@@ -114,20 +133,23 @@ class TorchEngine(ThreadedEngine):
         dtype: Any = None,
         max_length: int = DEFAULT_MAX_LENGTH,
         max_batch_tokens: int | None = None,
+        max_memory: int | str | None = None,
+        fast: bool = True,
+        compile: bool = False,
         **load_options: Any,
     ) -> None:
         torch = _import_torch()
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
-        if max_batch_tokens is None:
-            max_batch_tokens = _DEFAULT_BATCH_TOKENS[self.device.type]
-        if isinstance(max_batch_tokens, bool) or not isinstance(max_batch_tokens, int):
+        memory_cap = None if max_memory is None else parse_bytes(max_memory)
+        if max_batch_tokens is not None and (
+            isinstance(max_batch_tokens, bool)
+            or not isinstance(max_batch_tokens, int)
+            or max_batch_tokens < 1
+        ):
             raise ConfigurationError(
-                f"max_batch_tokens must be an integer, got {max_batch_tokens!r}"
+                f"max_batch_tokens must be a positive integer, got {max_batch_tokens!r}"
             )
-        if max_batch_tokens < 1:
-            raise ConfigurationError(f"max_batch_tokens must be >= 1, got {max_batch_tokens}")
-        self.max_batch_tokens = max_batch_tokens
         self.model_name = os.fspath(model)
 
         self.tokenizer = _load_tokenizer(self.model_name, load_options)
@@ -145,14 +167,61 @@ class TorchEngine(ThreadedEngine):
             self._direction = (weight[self.yes_id] - weight[self.no_id]).to(self.device)
             bias = getattr(head, "bias", None)
             self._offset = float(bias[self.yes_id] - bias[self.no_id]) if bias is not None else 0.0
-        self._body = causal_lm.base_model.to(self.device).eval()
+        body = causal_lm.base_model.eval()
         del causal_lm, head, weight
+        self._packed: PackedQwen3 | None = None
+        if fast:
+            from .packed import PackedQwen3
+
+            self._packed = PackedQwen3(
+                body, self._direction, self._offset, self.device, compile=compile
+            )
+            self._packed.use_flash_if_exact()
+            del body
+        else:
+            self._body = body.to(self.device)
+        self.max_batch_tokens = max_batch_tokens or self._token_budget(memory_cap)
         super().__init__()
 
     @property
     def max_length(self) -> int:
         """Most tokens per pair, template included."""
         return self.encoder.max_length
+
+    @property
+    def attention(self) -> str:
+        """Which attention runs: ``flash`` (varlen kernel), ``loop`` (SDPA per sequence) or
+        ``padded`` (transformers' model)."""
+        if self._packed is None:
+            return "padded"
+        return self._packed.attention.__name__.removeprefix("attention_")
+
+    def _token_budget(self, memory_cap: int | None) -> int:
+        """Tokens per forward pass that fit the memory cap (or the default share on GPU)."""
+        torch = _import_torch()
+        if memory_cap is None and self.device.type != "cuda":
+            return _DEFAULT_BATCH_TOKENS[self.device.type]
+        config = self._body.config if self._packed is None else None
+        per_token = (
+            self._packed.activation_bytes_per_token()
+            if self._packed is not None
+            else 4 * _activation_bytes_per_token(config, self.dtype)  # padded, full attention
+        )
+        if self.device.type == "cuda":
+            used = torch.cuda.memory_allocated(self.device)
+            free, _ = torch.cuda.mem_get_info(self.device)
+        else:
+            used = self._packed.weight_bytes if self._packed is not None else 0
+            free = memory_cap or 0
+        room = (memory_cap - used) if memory_cap is not None else min(free, _DEFAULT_GPU_ROOM)
+        budget = int(room - _SLACK_BYTES) // per_token
+        if memory_cap is not None and budget < self.max_length:
+            raise ConfigurationError(
+                f"max_memory={memory_cap / 2**30:.2f}GiB leaves room for {max(budget, 0)} tokens "
+                f"per batch after {used / 2**30:.2f}GiB of weights, fewer than "
+                f"max_length={self.max_length}: raise max_memory or lower max_length"
+            )
+        return max(budget, self.max_length)
 
     def _encode_batch(self, texts: list[str]) -> list[list[int]]:
         ids: list[list[int]] = self.tokenizer(texts, add_special_tokens=False)["input_ids"]
@@ -163,11 +232,10 @@ class TorchEngine(ThreadedEngine):
     ) -> list[ScoredDocuments]:
         encoded = [self.encoder.encode(r.query, r.documents, r.instruction) for r in requests]
         pairs = [(q, d) for q, e in enumerate(encoded) for d in range(len(e.document_ids))]
-        lengths = [encoded[q].pair_length(d) for q, d in pairs]
         flat = [0.0] * len(pairs)
-        for batch in plan_batches(lengths, self.max_batch_tokens, padded=True):
-            ids = [encoded[pairs[i][0]].pair_ids(pairs[i][1]) for i in batch]
-            for i, s in zip(batch, self._score_split(ids), strict=True):
+        for batch in self._plan(encoded, pairs):
+            scores = self._run(encoded, [pairs[i] for i in batch])
+            for i, s in zip(batch, scores, strict=True):
                 flat[i] = s
             if progress is not None:
                 progress(len(batch))
@@ -179,23 +247,59 @@ class TorchEngine(ThreadedEngine):
             start += n
         return out
 
-    def _score_split(self, ids: list[list[int]]) -> list[float]:
-        """Scores a batch; on GPU out-of-memory, scores its halves instead."""
+    def _plan(self, encoded: list[EncodedRequest], pairs: list[tuple[int, int]]) -> list[list[int]]:
+        if self._packed is None:
+            lengths = [encoded[q].pair_length(d) for q, d in pairs]
+            return plan_batches(lengths, self.max_batch_tokens, padded=True)
+        return plan_packed(
+            [q for q, _ in pairs],
+            [len(encoded[q].document_ids[d]) + len(encoded[q].suffix_ids) for q, d in pairs],
+            [len(e.query_ids) for e in encoded],
+            self.max_batch_tokens,
+        )
+
+    def _run(self, encoded: list[EncodedRequest], pairs: list[tuple[int, int]]) -> list[float]:
+        """Scores one batch; on out-of-memory, scores its halves and plans smaller batches."""
         torch = _import_torch()
         try:
-            return self._forward(ids)
+            return self._forward(encoded, pairs)
         except torch.OutOfMemoryError as exc:
-            if len(ids) == 1:
+            if len(pairs) == 1:
+                q, d = pairs[0]
                 raise EngineError(
-                    f"out of memory on a single {len(ids[0])}-token pair; lower max_length"
+                    f"out of memory on a single {encoded[q].pair_length(d)}-token pair; "
+                    "lower max_length or free GPU memory"
                 ) from exc
             if self.device.type == "cuda":
                 torch.cuda.empty_cache()
-            half = len(ids) // 2
-            return self._score_split(ids[:half]) + self._score_split(ids[half:])
+            self.max_batch_tokens = max(1, self.max_batch_tokens // 2)
+            half = len(pairs) // 2
+            return self._run(encoded, pairs[:half]) + self._run(encoded, pairs[half:])
 
-    def _forward(self, ids: list[list[int]]) -> list[float]:
-        """Runs the model on one batch of token-id lists; returns one fp32 score per row."""
+    def _forward(self, encoded: list[EncodedRequest], pairs: list[tuple[int, int]]) -> list[float]:
+        """Runs the model on one batch of (request, document) pairs; one fp32 score each."""
+        torch = _import_torch()
+        if self._packed is not None:
+            from .packed import pack
+
+            queries = list(dict.fromkeys(q for q, _ in pairs))
+            slot = {q: i for i, q in enumerate(queries)}
+            batch = pack(
+                [encoded[q].query_ids for q in queries],
+                [(slot[q], encoded[q].document_ids[d] + encoded[q].suffix_ids) for q, d in pairs],
+            )
+            scores = self._packed.score(batch.to(self.device)).cpu()
+        else:
+            scores = self._forward_padded([encoded[q].pair_ids(d) for q, d in pairs])
+        if not torch.isfinite(scores).all():
+            raise EngineError(
+                f"the model produced non-finite scores in {self.dtype}; try dtype='float32'"
+            )
+        result: list[float] = scores.tolist()
+        return result
+
+    def _forward_padded(self, ids: list[list[int]]) -> torch_.Tensor:
+        """transformers' model on a left-padded batch: the reference path."""
         torch = _import_torch()
         width = max(len(x) for x in ids)
         input_ids = torch.full((len(ids), width), self._pad_id, dtype=torch.long)
@@ -212,19 +316,40 @@ class TorchEngine(ThreadedEngine):
                 use_cache=False,
             ).last_hidden_state[:, -1, :]
             logits = hidden.float() @ self._direction + self._offset
-            scores = torch.sigmoid(logits).cpu()
-        if not torch.isfinite(scores).all():
-            raise EngineError(
-                f"the model produced non-finite scores in {self.dtype}; try dtype='float32'"
-            )
-        result: list[float] = scores.tolist()
-        return result
+            scores: torch_.Tensor = torch.sigmoid(logits).cpu()
+            return scores
 
     def _release(self) -> None:
         torch = _import_torch()
-        del self._body, self._direction
+        self._packed = None
+        self.__dict__.pop("_body", None)
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
+
+
+def parse_bytes(value: int | str) -> int:
+    """``"1.5GiB"``, ``"800MB"``, ``"2G"`` (G = GiB) or an int of bytes -> bytes."""
+    match = None
+    if isinstance(value, str):
+        match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        size = value
+    elif match is not None and match.group(2).upper() in _BYTE_UNITS:
+        size = int(float(match.group(1)) * _BYTE_UNITS[match.group(2).upper()])
+    else:
+        raise ConfigurationError(f"max_memory must be bytes or a size like '1.5GiB', got {value!r}")
+    if size <= 0:
+        raise ConfigurationError(f"max_memory must be positive, got {value!r}")
+    return size
+
+
+def _activation_bytes_per_token(config: Any, dtype: torch_.dtype) -> int:
+    """Rough transient bytes per token of one decoder layer (for the padded path)."""
+    heads = config.num_attention_heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+    qkv = (heads + 2 * config.num_key_value_heads) * head_dim
+    size = 4 if str(dtype).endswith("float32") else 2
+    return int(size * (4 * config.hidden_size + 2 * qkv + 4 * config.intermediate_size))
 
 
 def _load_tokenizer(name: str, options: dict[str, Any]) -> Any:

@@ -1,0 +1,305 @@
+"""A Qwen3 forward pass built for reranking: packed, prefix-sharing, last-token-only.
+
+Three facts of reranking shape it:
+
+- Every document of a query shares the template prefix, the instruction and the query
+  (60-90 tokens). That shared part is computed once per batch, and each document attends to
+  its keys and values: documents never recompute it.
+- Nothing is decoded, so no KV cache is kept. The sequences of a batch (one per query prefix,
+  one per document) are packed end to end with no padding, and a single variable-length
+  attention call per layer serves them all: a prefix attends causally to itself; a document
+  attends to its query's prefix and causally to itself (bottom-right aligned causal mask).
+- Only the last token of each document is read: the final norm and the two-row yes/no head
+  run on those rows alone.
+
+The per-token work around attention (RMSNorm, q/k head norms, RoPE, SiLU-gate, residuals) is
+in two plain functions that ``torch.compile`` can fuse on GPU. The arithmetic matches
+transformers' Qwen3 layer by layer (same dtypes, same order), so results equal the reference
+path up to float noise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+__all__ = ["PackedBatch", "PackedQwen3", "pack"]
+
+Attention = Callable[..., torch.Tensor]
+
+
+@dataclass
+class PackedBatch:
+    """Index tensors describing one packed batch (built on the CPU, then moved)."""
+
+    tokens: torch.Tensor  # [T] token ids: all prefixes, then all documents
+    positions: torch.Tensor  # [T] rotary positions
+    key_index: torch.Tensor  # [Tk] rows of the packed keys/values each sequence attends to
+    cu_q: torch.Tensor  # [S+1] int32 query-side sequence offsets
+    cu_k: torch.Tensor  # [S+1] int32 key-side sequence offsets
+    max_q: int
+    max_k: int
+    last: torch.Tensor  # [n_docs] row of each document's last token
+
+    def to(self, device: torch.device) -> PackedBatch:
+        def move(t: torch.Tensor) -> torch.Tensor:
+            return t.to(device, non_blocking=True)
+
+        return PackedBatch(
+            move(self.tokens),
+            move(self.positions),
+            move(self.key_index),
+            move(self.cu_q),
+            move(self.cu_k),
+            self.max_q,
+            self.max_k,
+            move(self.last),
+        )
+
+
+def pack(
+    prefixes: Sequence[Sequence[int]], documents: Sequence[tuple[int, Sequence[int]]]
+) -> PackedBatch:
+    """Lays out prefixes and documents end to end.
+
+    Args:
+        prefixes: Token ids of each query's shared prefix.
+        documents: ``(prefix index, token ids)`` of each document (document part + suffix).
+    """
+    p_len = np.array([len(p) for p in prefixes], dtype=np.int64)
+    d_len = np.array([len(d) for _, d in documents], dtype=np.int64)
+    d_query = np.array([q for q, _ in documents], dtype=np.int64)
+    p_start = np.concatenate(([0], np.cumsum(p_len)[:-1]))
+    d_start = p_len.sum() + np.concatenate(([0], np.cumsum(d_len)[:-1]))
+    tokens = np.fromiter(
+        (t for seq in (*prefixes, *(d for _, d in documents)) for t in seq),
+        dtype=np.int64,
+        count=int(p_len.sum() + d_len.sum()),
+    )
+    positions = np.concatenate(
+        [np.arange(n) for n in p_len]
+        + [np.arange(p_len[q], p_len[q] + n) for q, n in zip(d_query, d_len, strict=True)]
+    )
+    key_index = np.concatenate(
+        [np.arange(s, s + n) for s, n in zip(p_start, p_len, strict=True)]
+        + [
+            np.concatenate((np.arange(p_start[q], p_start[q] + p_len[q]), np.arange(s, s + n)))
+            for q, s, n in zip(d_query, d_start, d_len, strict=True)
+        ]
+    )
+    q_lens = np.concatenate((p_len, d_len))
+    k_lens = np.concatenate((p_len, p_len[d_query] + d_len))
+    return PackedBatch(
+        tokens=torch.from_numpy(tokens),
+        positions=torch.from_numpy(positions),
+        key_index=torch.from_numpy(key_index),
+        cu_q=torch.from_numpy(np.concatenate(([0], np.cumsum(q_lens))).astype(np.int32)),
+        cu_k=torch.from_numpy(np.concatenate(([0], np.cumsum(k_lens))).astype(np.int32)),
+        max_q=int(q_lens.max()),
+        max_k=int(k_lens.max()),
+        last=torch.from_numpy(d_start + d_len - 1),
+    )
+
+
+def _rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """transformers' Qwen3RMSNorm: normalise in fp32, scale in the model dtype."""
+    h = x.float()
+    h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + eps)
+    return weight * h.to(x.dtype)
+
+
+def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+    return x * cos + rotated * sin
+
+
+def _pre_attention(
+    x: torch.Tensor,
+    norm_w: torch.Tensor,
+    qkv_w: torch.Tensor,
+    q_norm_w: torch.Tensor,
+    k_norm_w: torch.Tensor,
+    cos: torch.Tensor,
+    sin: torch.Tensor,
+    heads: int,
+    kv_heads: int,
+    head_dim: int,
+    eps: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Input norm, fused q/k/v projection, per-head q/k norms and RoPE."""
+    h = _rms_norm(x, norm_w, eps)
+    qkv = h @ qkv_w.t()
+    q_end, k_end = heads * head_dim, (heads + kv_heads) * head_dim
+    q = _rms_norm(qkv[:, :q_end].reshape(-1, heads, head_dim), q_norm_w, eps)
+    k = _rms_norm(qkv[:, q_end:k_end].reshape(-1, kv_heads, head_dim), k_norm_w, eps)
+    v = qkv[:, k_end:]
+    cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
+    return _rotate(q, cos, sin), _rotate(k, cos, sin), v.reshape(-1, kv_heads, head_dim)
+
+
+def _post_attention(
+    x: torch.Tensor,
+    attn: torch.Tensor,
+    o_w: torch.Tensor,
+    norm_w: torch.Tensor,
+    gate_up_w: torch.Tensor,
+    down_w: torch.Tensor,
+    eps: float,
+) -> torch.Tensor:
+    """Output projection and residual, post-attention norm, SiLU-gated MLP and residual."""
+    x = x + attn.reshape(x.shape[0], -1) @ o_w.t()
+    gate, up = (_rms_norm(x, norm_w, eps) @ gate_up_w.t()).chunk(2, dim=-1)
+    return x + (F.silu(gate) * up) @ down_w.t()
+
+
+def attention_loop(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, batch: PackedBatch, scale: float
+) -> torch.Tensor:
+    """Reference varlen attention: one SDPA call per sequence (any device, any dtype)."""
+    out = torch.empty_like(q)
+    cu_q, cu_k = batch.cu_q.tolist(), batch.cu_k.tolist()
+    group = q.shape[1] // k.shape[1]
+    for s in range(len(cu_q) - 1):
+        qs = q[cu_q[s] : cu_q[s + 1]].transpose(0, 1)
+        ks = k[cu_k[s] : cu_k[s + 1]].transpose(0, 1).repeat_interleave(group, dim=0)
+        vs = v[cu_k[s] : cu_k[s + 1]].transpose(0, 1).repeat_interleave(group, dim=0)
+        lq, lk = qs.shape[1], ks.shape[1]
+        mask = torch.ones(lq, lk, dtype=torch.bool, device=q.device).tril(diagonal=lk - lq)
+        o = F.scaled_dot_product_attention(qs, ks, vs, attn_mask=mask, scale=scale)
+        out[cu_q[s] : cu_q[s + 1]] = o.transpose(0, 1)
+    return out
+
+
+def attention_flash(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, batch: PackedBatch, scale: float
+) -> torch.Tensor:
+    """FlashAttention-2 varlen kernel shipped in PyTorch (CUDA, 16-bit): GQA, causal
+    masks aligned bottom-right when a sequence has more keys than queries."""
+    out = torch.ops.aten._flash_attention_forward(
+        q, k, v, batch.cu_q, batch.cu_k, batch.max_q, batch.max_k, 0.0, True, False, scale=scale
+    )
+    result: torch.Tensor = out[0]
+    return result
+
+
+class PackedQwen3:
+    """Qwen3 decoder weights laid out for packed reranking, with a yes/no scoring head.
+
+    Args:
+        body: The transformers ``Qwen3Model`` (weights are copied out; it can be freed).
+        direction: ``w_yes - w_no`` of the LM head, fp32.
+        offset: ``b_yes - b_no`` (0 for Qwen3).
+        device: Where to run.
+        compile: Fuse the per-token work with ``torch.compile`` (GPU).
+    """
+
+    def __init__(
+        self,
+        body: Any,
+        direction: torch.Tensor,
+        offset: float,
+        device: torch.device,
+        *,
+        compile: bool = False,
+    ) -> None:
+        config = body.config
+        self.device = device
+        self.heads = int(config.num_attention_heads)
+        self.kv_heads = int(config.num_key_value_heads)
+        self.head_dim = int(getattr(config, "head_dim", None) or config.hidden_size // self.heads)
+        self.eps = float(config.rms_norm_eps)
+        self.scale = self.head_dim**-0.5
+        self.dtype = body.embed_tokens.weight.dtype
+
+        def put(t: torch.Tensor) -> torch.Tensor:
+            return t.detach().to(device=device, dtype=self.dtype).contiguous()
+
+        self.embed = put(body.embed_tokens.weight)
+        self.layers = []
+        for layer in body.layers:
+            a, m = layer.self_attn, layer.mlp
+            self.layers.append(
+                (
+                    put(layer.input_layernorm.weight),
+                    put(torch.cat([a.q_proj.weight, a.k_proj.weight, a.v_proj.weight])),
+                    put(a.q_norm.weight),
+                    put(a.k_norm.weight),
+                    put(a.o_proj.weight),
+                    put(layer.post_attention_layernorm.weight),
+                    put(torch.cat([m.gate_proj.weight, m.up_proj.weight])),
+                    put(m.down_proj.weight),
+                )
+            )
+        self.norm = put(body.norm.weight)
+        rotary = body.rotary_emb
+        self.inv_freq = rotary.inv_freq.detach().float().to(device)
+        self.rope_scaling = float(getattr(rotary, "attention_scaling", 1.0))
+        self.direction = direction.to(device)
+        self.offset = offset
+        self.attention: Attention = attention_loop
+        self._pre: Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = _pre_attention
+        self._post: Callable[..., torch.Tensor] = _post_attention
+        if compile:
+            self._pre = torch.compile(_pre_attention, dynamic=True)
+            self._post = torch.compile(_post_attention, dynamic=True)
+
+    @property
+    def weight_bytes(self) -> int:
+        """Bytes of weights held on the device."""
+        tensors = [self.embed, self.norm, *(t for layer in self.layers for t in layer)]
+        return int(sum(t.numel() * t.element_size() for t in tensors))
+
+    def activation_bytes_per_token(self) -> int:
+        """Upper estimate of transient memory per packed token, for sizing batches."""
+        hidden = int(self.embed.shape[1])
+        qkv = (self.heads + 2 * self.kv_heads) * self.head_dim
+        inter = int(self.layers[0][7].shape[1])
+        size = self.embed.element_size()
+        # residual + norm out + attn out, q/k/v (raw and rotated), gathered k/v, gate/up/act
+        return size * (4 * hidden + 2 * qkv + 4 * self.kv_heads * self.head_dim + 4 * inter)
+
+    def use_flash_if_exact(self) -> bool:
+        """Switches to the flash varlen kernel if it runs here and agrees with the loop."""
+        if self.device.type != "cuda" or self.dtype == torch.float32:
+            return False
+        gen = torch.Generator(device="cpu").manual_seed(0)
+        batch = pack([[1] * 37, [2] * 5], [(0, [3] * 50), (1, [4] * 9), (0, [5] * 130)]).to(
+            self.device
+        )
+        tq, tk = int(batch.cu_q[-1]), int(batch.key_index.numel())
+        q = torch.randn(tq, self.heads, self.head_dim, generator=gen).to(self.device, self.dtype)
+        kv = torch.randn(2, tq, self.kv_heads, self.head_dim, generator=gen)
+        k, v = (t.to(self.device, self.dtype)[batch.key_index] for t in kv)
+        assert k.shape[0] == tk
+        try:
+            got = attention_flash(q, k, v, batch, self.scale)
+        except (RuntimeError, TypeError, AttributeError):
+            return False
+        want = attention_loop(q, k, v, batch, self.scale)
+        if not torch.allclose(got.float(), want.float(), atol=2e-2, rtol=0):
+            return False
+        self.attention = attention_flash
+        return True
+
+    @torch.inference_mode()
+    def score(self, batch: PackedBatch) -> torch.Tensor:
+        """fp32 P(yes) of each document of a packed batch (already on the device)."""
+        freqs = batch.positions.float()[:, None] * self.inv_freq[None, :]
+        angles = torch.cat((freqs, freqs), dim=-1)
+        cos = (angles.cos() * self.rope_scaling).to(self.dtype)
+        sin = (angles.sin() * self.rope_scaling).to(self.dtype)
+        x = self.embed[batch.tokens]
+        for ln1, qkv_w, qn, kn, o_w, ln2, gu_w, d_w in self.layers:
+            q, k, v = self._pre(
+                x, ln1, qkv_w, qn, kn, cos, sin, self.heads, self.kv_heads, self.head_dim, self.eps
+            )
+            attn = self.attention(q, k[batch.key_index], v[batch.key_index], batch, self.scale)
+            x = self._post(x, attn, o_w, ln2, gu_w, d_w, self.eps)
+        last = _rms_norm(x[batch.last], self.norm, self.eps)
+        return torch.sigmoid(last.float() @ self.direction + self.offset)
