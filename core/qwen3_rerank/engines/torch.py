@@ -101,8 +101,10 @@ class TorchEngine(ThreadedEngine):
 
     The default (``fast=True``) runs :class:`~qwen3_rerank.engines.packed.PackedQwen3`: each
     query's shared prefix computed once, documents packed with no padding, attention by the
-    FlashAttention varlen kernel on GPU, the yes/no head on last tokens only. ``fast=False`` runs
+    ragged attention kernels on GPU, the yes/no head on last tokens only. ``fast=False`` runs
     transformers' own model on left-padded batches: the reference the fast path is tested against.
+    On GPU, attention runs in the FlashAttention varlen kernel that PyTorch ships, once it has
+    agreed with a per-sequence SDPA reference at start-up.
 
     Args:
         model: A Hub id or a local folder of a Qwen3-Reranker checkpoint.
@@ -115,7 +117,8 @@ class TorchEngine(ThreadedEngine):
         max_memory: Cap on the memory the engine allocates on the device, weights included
             (``"1.5GiB"``, ``"800MB"`` or bytes). Batches are sized to stay under it.
         fast: Use the packed prefix-sharing forward (default) or transformers' model.
-        compile: Fuse the per-token work with ``torch.compile`` (fast path only).
+        compile: Fuse the per-token work with ``torch.compile`` (fast path only); ``None``
+            (default) compiles on CUDA, where it doubles throughput after a ~20 s warm-up.
         **load_options: Passed to both ``from_pretrained`` calls (``revision``, ``cache_dir``,
             ``local_files_only``, ``token``, ...).
 
@@ -135,7 +138,7 @@ class TorchEngine(ThreadedEngine):
         max_batch_tokens: int | None = None,
         max_memory: int | str | None = None,
         fast: bool = True,
-        compile: bool = False,
+        compile: bool | None = None,
         **load_options: Any,
     ) -> None:
         torch = _import_torch()
@@ -174,9 +177,14 @@ class TorchEngine(ThreadedEngine):
             from .packed import PackedQwen3
 
             self._packed = PackedQwen3(
-                body, self._direction, self._offset, self.device, compile=compile
+                body,
+                self._direction,
+                self._offset,
+                self.device,
+                compile=self.device.type == "cuda" if compile is None else compile,
+                embed_on_cpu=memory_cap is not None,
             )
-            self._packed.use_flash_if_exact()
+            self._packed.choose_attention()
             del body
         else:
             self._body = body.to(self.device)
@@ -190,8 +198,8 @@ class TorchEngine(ThreadedEngine):
 
     @property
     def attention(self) -> str:
-        """Which attention runs: ``flash`` (varlen kernel), ``loop`` (SDPA per sequence) or
-        ``padded`` (transformers' model)."""
+        """Which attention runs: ``flash`` (varlen GPU kernel), ``loop`` (SDPA per sequence)
+        or ``padded`` (transformers' model)."""
         if self._packed is None:
             return "padded"
         return self._packed.attention.__name__.removeprefix("attention_")
@@ -259,7 +267,11 @@ class TorchEngine(ThreadedEngine):
         )
 
     def _run(self, encoded: list[EncodedRequest], pairs: list[tuple[int, int]]) -> list[float]:
-        """Scores one batch; on out-of-memory, scores its halves and plans smaller batches."""
+        """Scores one batch; on out-of-memory, scores its halves and plans smaller batches.
+
+        The retry happens after the ``except`` block: the exception's traceback holds the
+        failed attempt's activations, and retrying inside it would run out of memory again.
+        """
         torch = _import_torch()
         try:
             return self._forward(encoded, pairs)
@@ -270,11 +282,11 @@ class TorchEngine(ThreadedEngine):
                     f"out of memory on a single {encoded[q].pair_length(d)}-token pair; "
                     "lower max_length or free GPU memory"
                 ) from exc
-            if self.device.type == "cuda":
-                torch.cuda.empty_cache()
-            self.max_batch_tokens = max(1, self.max_batch_tokens // 2)
-            half = len(pairs) // 2
-            return self._run(encoded, pairs[:half]) + self._run(encoded, pairs[half:])
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        self.max_batch_tokens = max(1, self.max_batch_tokens // 2)
+        half = len(pairs) // 2
+        return self._run(encoded, pairs[:half]) + self._run(encoded, pairs[half:])
 
     def _forward(self, encoded: list[EncodedRequest], pairs: list[tuple[int, int]]) -> list[float]:
         """Runs the model on one batch of (request, document) pairs; one fp32 score each."""
@@ -288,7 +300,8 @@ class TorchEngine(ThreadedEngine):
                 [encoded[q].query_ids for q in queries],
                 [(slot[q], encoded[q].document_ids[d] + encoded[q].suffix_ids) for q, d in pairs],
             )
-            scores = self._packed.score(batch.to(self.device)).cpu()
+            x = self._packed.embed_tokens(batch.tokens)
+            scores = self._packed.score(batch.to(self.device), x).cpu()
         else:
             scores = self._forward_padded([encoded[q].pair_ids(d) for q, d in pairs])
         if not torch.isfinite(scores).all():

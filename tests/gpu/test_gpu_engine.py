@@ -1,0 +1,127 @@
+"""The torch engine on a real GPU: contract, bf16 accuracy on the 0.6B shape, memory cap, OOM.
+
+Skipped without CUDA. Run on the H100; the output is committed under benchmarks/results/.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+from qwen3_rerank import Reranker
+from qwen3_rerank.random_model import build_random_model
+from tests.core.engine_contract import EngineContract
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA"),
+]
+
+
+@pytest.fixture(scope="module")
+def model_06b(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Random weights with the exact Qwen3-Reranker-0.6B config, real tokenizer."""
+    return build_random_model(tmp_path_factory.mktemp("m") / "0.6b", "0.6b", dtype="bfloat16")
+
+
+def workload(seed: int = 0) -> tuple[list[str], list[list[str]]]:
+    rng = random.Random(seed)
+    words = "plant light water sugar leaf root soil market bread river city tax law sun"
+    words = words.split()
+    queries = [" ".join(rng.choice(words) for _ in range(12)) for _ in range(3)]
+    docs = [
+        [" ".join(rng.choice(words) for _ in range(rng.randint(5, 700))) for _ in range(40)]
+        for _ in queries
+    ]
+    return queries, docs
+
+
+def spearman(a: list[float], b: list[float]) -> float:
+    def ranks(x: list[float]) -> list[int]:
+        order = sorted(range(len(x)), key=x.__getitem__)
+        out = [0] * len(x)
+        for r, i in enumerate(order):
+            out[i] = r
+        return out
+
+    ra, rb = ranks(a), ranks(b)
+    n = len(a)
+    return 1 - 6 * sum((x - y) ** 2 for x, y in zip(ra, rb, strict=True)) / (n * (n * n - 1))
+
+
+class TestCudaContract(EngineContract):
+    tolerance = 1e-2  # bf16 activations: batch composition moves scores by float noise only
+
+    @pytest.fixture(scope="class")
+    def contract_reranker(self, tiny_model: Path) -> Iterator[Reranker]:
+        with Reranker(tiny_model, device="cuda") as rr:
+            yield rr
+
+
+def test_defaults_on_cuda(tiny_model: Path) -> None:
+    with Reranker(tiny_model) as rr:
+        engine = rr.engine
+        assert engine.device.type == "cuda"  # type: ignore[attr-defined]
+        assert engine.dtype == torch.bfloat16  # type: ignore[attr-defined]
+        assert engine.attention == "flash"  # type: ignore[attr-defined]
+
+
+def test_bf16_fast_path_matches_fp32_reference_on_06b(model_06b: Path) -> None:
+    queries, docs = workload()
+    with Reranker(model_06b, device="cuda", dtype="float32", fast=False) as ref:
+        want = [ref.score(q, d) for q, d in zip(queries, docs, strict=True)]
+    with Reranker(model_06b, device="cuda") as fast:
+        got = [
+            [r.score for r in sorted(res, key=lambda r: r.index)]
+            for res in fast.rerank_batch(queries, docs)
+        ]
+    for g, w in zip(got, want, strict=True):
+        assert max(abs(a - b) for a, b in zip(g, w, strict=True)) <= 0.02
+        assert spearman(g, w) >= 0.99
+
+
+def test_fp32_fast_path_equals_reference_on_gpu(model_06b: Path) -> None:
+    queries, docs = workload(1)
+    with Reranker(model_06b, device="cuda", dtype="float32", fast=False) as ref:
+        want = ref.score(queries[0], docs[0])
+    with Reranker(model_06b, device="cuda", dtype="float32") as fast:
+        assert fast.engine.attention == "loop"  # type: ignore[attr-defined]
+        got = fast.score(queries[0], docs[0])
+    assert max(abs(a - b) for a, b in zip(got, want, strict=True)) <= 1e-3
+
+
+def test_max_memory_is_never_exceeded(model_06b: Path) -> None:
+    torch.cuda.empty_cache()
+    torch.cuda.reset_peak_memory_stats()
+    base = torch.cuda.memory_allocated()
+    queries, docs = workload(2)
+    with Reranker(model_06b, device="cuda", max_memory="1.5GiB") as rr:
+        results = rr.rerank_batch(queries * 3, docs * 3)
+        assert all(len(r) == 40 for r in results)
+        peak = torch.cuda.max_memory_allocated() - base
+    assert peak <= 1.5 * 2**30, f"peak {peak / 2**30:.3f} GiB"
+
+
+def test_real_out_of_memory_splits_and_still_scores_everything(model_06b: Path) -> None:
+    queries, docs = workload(3)
+    with Reranker(model_06b, device="cuda") as rr:
+        expected = rr.score(queries[0], docs[0])
+    torch.cuda.empty_cache()
+    total = torch.cuda.get_device_properties(0).total_memory
+    torch.cuda.set_per_process_memory_fraction(3 * 2**30 / total)  # a 3 GiB GPU
+    try:
+        with Reranker(model_06b, device="cuda", max_batch_tokens=2_000_000) as rr:
+            got = rr.score(queries[0], docs[0] * 8)
+            assert rr.engine.max_batch_tokens < 2_000_000  # type: ignore[attr-defined]
+    finally:
+        torch.cuda.set_per_process_memory_fraction(1.0)
+        torch.cuda.empty_cache()
+    assert len(got) == 320
+    assert all(math.isfinite(s) for s in got)
+    for i, s in enumerate(got):
+        assert abs(s - expected[i % 40]) <= 1e-2
