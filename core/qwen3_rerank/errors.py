@@ -9,7 +9,14 @@ is also ``ImportError``, so generic handlers keep working::
     │   └── ModelLoadError                   model missing, incomplete, or not a Qwen3 reranker
     ├── InvalidInputError (ValueError)       bad call arguments: query, documents, top_n, ...
     ├── MissingDependencyError (ImportError) an optional extra is not installed
-    └── EngineError                          the engine failed while scoring
+    ├── EngineError                          the engine failed while scoring
+    └── RemoteError                          a rerank server failed (``retryable`` says if
+        │                                    trying again may help)
+        ├── RemoteConnectionError            could not connect, or the connection dropped
+        ├── RemoteTimeoutError               no answer within the timeout
+        ├── RemoteStatusError                an HTTP error status (``status_code``, ``body``)
+        └── InvalidResponseError             an answer that cannot be trusted: bad JSON,
+                                             missing/duplicate/out-of-range index, bad score
 """
 
 from __future__ import annotations
@@ -18,9 +25,14 @@ __all__ = [
     "ConfigurationError",
     "EngineError",
     "InvalidInputError",
+    "InvalidResponseError",
     "MissingDependencyError",
     "ModelLoadError",
     "Qwen3RerankError",
+    "RemoteConnectionError",
+    "RemoteError",
+    "RemoteStatusError",
+    "RemoteTimeoutError",
 ]
 
 
@@ -53,3 +65,35 @@ class MissingDependencyError(Qwen3RerankError, ImportError):
 
 class EngineError(Qwen3RerankError):
     """The engine failed while scoring (out of memory with no smaller batch left, ...)."""
+
+
+class RemoteError(Qwen3RerankError):
+    """A rerank server could not give a usable answer."""
+
+    retryable: bool = False
+
+
+class RemoteConnectionError(RemoteError):
+    """The server could not be reached, or dropped the connection."""
+
+    retryable = True
+
+
+class RemoteTimeoutError(RemoteError):
+    """The server did not answer within the timeout."""
+
+    retryable = True
+
+
+class RemoteStatusError(RemoteError):
+    """The server answered with an HTTP error status."""
+
+    def __init__(self, status_code: int, body: str, url: str) -> None:
+        super().__init__(f"{url} answered HTTP {status_code}: {body[:500]}")
+        self.status_code = status_code
+        self.body = body
+        self.retryable = status_code == 429 or status_code >= 500
+
+
+class InvalidResponseError(RemoteError):
+    """The server's answer is malformed or does not match the documents sent."""

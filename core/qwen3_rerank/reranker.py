@@ -73,6 +73,34 @@ class Reranker:
             model, device=device, dtype=dtype, max_length=max_length, **engine_options
         )
 
+    @classmethod
+    def remote(
+        cls,
+        base_url: str,
+        model: str | None = None,
+        api: str = "vllm",
+        *,
+        instruction: str | None = None,
+        **options: Any,
+    ) -> Reranker:
+        """A reranker that scores on a remote server (vLLM, Cohere, Jina, TEI, Infinity).
+
+        Args:
+            base_url: The server, e.g. ``"http://gpu-box:8000"``.
+            model: Model name to send (``None``: the server's default).
+            api: ``"vllm"``, ``"vllm-score"``, ``"cohere"``, ``"jina"``, ``"tei"``, ``"infinity"``.
+            instruction: Default instruction (needs a templating client or server).
+            **options: ``api_key``, ``timeout``, ``max_retries``, ``max_concurrency``,
+                ``max_documents_per_request``, ``apply_template``, ``transport``, ...
+                (see :class:`~qwen3_rerank.engines.http.HttpEngine`).
+        """
+        from .engines.http import HttpEngine
+
+        engine = HttpEngine(base_url, model=model, api=api, **options)
+        reranker = cls(engine=engine, instruction=instruction)
+        reranker.model = model
+        return reranker
+
     # -- scoring ---------------------------------------------------------------------------
 
     def score(

@@ -1,0 +1,124 @@
+"""Request and response shapes of the rerank APIs the remote engine speaks (pure).
+
+Every parser maps results back by ``index`` and checks them: a missing, duplicated or
+out-of-range index, a wrong count or a non-numeric score raises ``InvalidResponseError``, never
+a silently wrong ranking. Servers that sort their results are fine: order is ignored.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import InvalidResponseError
+
+__all__ = ["DIALECTS", "Dialect"]
+
+Build = Callable[[str, Sequence[str], "str | None"], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """One API: where to POST, the body to send, how to read the answer."""
+
+    name: str
+    path: str
+    build: Build
+    results_key: str | None  # None: the body is a bare list of results
+    score_key: str
+    max_documents: int | None = None  # the server's own per-request limit, if it has one
+    templated_by_client: bool = False  # the Qwen3 template must be applied before sending
+
+    def parse(self, payload: Any, count: int) -> list[float]:
+        """Scores in input order from a response body, validated against ``count`` documents."""
+        items = payload.get(self.results_key) if isinstance(payload, dict) else payload
+        if self.results_key is None and not isinstance(payload, list):
+            items = None
+        if not isinstance(items, list):
+            where = f"a {self.results_key!r} list" if self.results_key else "a list"
+            raise InvalidResponseError(f"{self.name}: expected {where}, got {_clip(payload)}")
+        if len(items) != count:
+            raise InvalidResponseError(f"{self.name}: {len(items)} results for {count} documents")
+        scores: list[float | None] = [None] * count
+        for item in items:
+            if not isinstance(item, dict):
+                raise InvalidResponseError(f"{self.name}: result is not an object: {_clip(item)}")
+            index, score = item.get("index"), item.get(self.score_key)
+            if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < count:
+                raise InvalidResponseError(
+                    f"{self.name}: bad index {index!r} for {count} documents"
+                )
+            if scores[index] is not None:
+                raise InvalidResponseError(f"{self.name}: index {index} appears twice")
+            if (
+                isinstance(score, bool)
+                or not isinstance(score, (int, float))
+                or not math.isfinite(score)
+            ):
+                raise InvalidResponseError(f"{self.name}: bad score {score!r} at index {index}")
+            scores[index] = float(score)
+        return [s for s in scores if s is not None]
+
+
+def _clip(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 200 else text[:199] + "…"
+
+
+def _with_model(body: dict[str, Any], model: str | None) -> dict[str, Any]:
+    return {"model": model, **body} if model else body
+
+
+DIALECTS: dict[str, Dialect] = {
+    "vllm": Dialect(
+        "vllm",
+        "/v1/rerank",
+        lambda q, d, m: _with_model({"query": q, "documents": list(d), "top_n": len(d)}, m),
+        "results",
+        "relevance_score",
+        templated_by_client=True,
+    ),
+    "vllm-score": Dialect(
+        "vllm-score",
+        "/score",
+        lambda q, d, m: _with_model({"text_1": q, "text_2": list(d)}, m),
+        "data",
+        "score",
+        templated_by_client=True,
+    ),
+    "cohere": Dialect(
+        "cohere",
+        "/v2/rerank",
+        lambda q, d, m: _with_model({"query": q, "documents": list(d), "top_n": len(d)}, m),
+        "results",
+        "relevance_score",
+    ),
+    "jina": Dialect(
+        "jina",
+        "/v1/rerank",
+        lambda q, d, m: _with_model(
+            {"query": q, "documents": list(d), "top_n": len(d), "return_documents": False}, m
+        ),
+        "results",
+        "relevance_score",
+    ),
+    "tei": Dialect(
+        "tei",
+        "/rerank",
+        lambda q, d, m: {"query": q, "texts": list(d), "truncate": True, "return_text": False},
+        None,
+        "score",
+        max_documents=32,
+    ),
+    "infinity": Dialect(
+        "infinity",
+        "/rerank",
+        lambda q, d, m: _with_model(
+            {"query": q, "documents": list(d), "top_n": len(d), "return_documents": False}, m
+        ),
+        "results",
+        "relevance_score",
+    ),
+}

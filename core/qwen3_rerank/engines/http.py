@@ -1,0 +1,283 @@
+"""The remote engine: scores over HTTP against vLLM, Cohere, Jina, TEI or Infinity rerank APIs.
+
+Long candidate lists are split into requests of at most ``max_documents_per_request``
+documents (TEI's default server limit, 32, is respected), sent concurrently up to
+``max_concurrency`` and merged back in input order. Connection errors, timeouts, 429 and 5xx are
+retried with exponential backoff and jitter, honouring ``Retry-After``; other 4xx are not.
+Each answer is mapped by ``index`` and checked (``dialects.py``). For a plain vLLM server the
+client wraps query and documents in the Qwen3 template itself, exactly as the torch engine
+does; without it, rankings are close to random.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import random
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from ..errors import (
+    ConfigurationError,
+    EngineError,
+    InvalidInputError,
+    InvalidResponseError,
+    MissingDependencyError,
+    RemoteConnectionError,
+    RemoteError,
+    RemoteStatusError,
+    RemoteTimeoutError,
+)
+from ..prompt import DEFAULT_INSTRUCTION, PREFIX, SUFFIX, format_document_part, format_query_part
+from .base import Progress, ScoredDocuments, ScoreRequest
+from .dialects import DIALECTS, Dialect
+
+try:
+    import httpx
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise MissingDependencyError("httpx", "remote") from exc
+
+__all__ = ["HttpEngine"]
+
+_BACKOFF_BASE_S = 0.5
+_BACKOFF_CAP_S = 8.0
+_RETRY_AFTER_CAP_S = 60.0
+
+Chunk = tuple[int, int, dict[str, Any], int]  # request index, first document, body, count
+
+
+class HttpEngine:
+    """Scores through a remote ``/rerank`` API; safe to share between threads and tasks.
+
+    Args:
+        base_url: The server, e.g. ``"http://gpu-box:8000"``.
+        model: Model name sent in the body (``None``: omitted, the server's default).
+        api: ``"vllm"`` (``/v1/rerank``), ``"vllm-score"`` (``/score``), ``"cohere"``
+            (``/v2/rerank``), ``"jina"``, ``"tei"`` or ``"infinity"``.
+        api_key: Sent as ``Authorization: Bearer <api_key>``.
+        timeout: Seconds per HTTP request.
+        max_retries: Retries after the first try, for connection errors, timeouts, 429, 5xx.
+        max_concurrency: Requests in flight at once.
+        max_documents_per_request: Split longer lists (``None``: the API's own limit if any).
+        apply_template: Wrap query and documents in the Qwen3 template client-side; ``None``
+            picks it for the vLLM dialects, whose servers score the strings they get.
+        transport: An ``httpx`` transport for the sync client (e.g. ``httpx.MockTransport``
+            in your tests); a ``MockTransport`` serves the async client too.
+        async_transport: An ``httpx`` transport for the async client.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        model: str | None = None,
+        api: str = "vllm",
+        api_key: str | None = None,
+        timeout: float = 30.0,
+        max_retries: int = 3,
+        max_concurrency: int = 8,
+        max_documents_per_request: int | None = None,
+        apply_template: bool | None = None,
+        transport: httpx.BaseTransport | None = None,
+        async_transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        if api not in DIALECTS:
+            raise ConfigurationError(f"unknown api {api!r}; choose one of {sorted(DIALECTS)}")
+        if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
+            raise ConfigurationError(f"base_url must start with http:// or https://: {base_url!r}")
+        checks = [("max_retries", max_retries, 0), ("max_concurrency", max_concurrency, 1)]
+        if max_documents_per_request is not None:
+            checks.append(("max_documents_per_request", max_documents_per_request, 1))
+        for name, value, least in checks:
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise ConfigurationError(f"{name} must be an integer >= {least}, got {value!r}")
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
+            raise ConfigurationError(f"timeout must be a positive number, got {timeout!r}")
+        self.dialect: Dialect = DIALECTS[api]
+        self.base_url = base_url.rstrip("/")
+        self.model = model
+        self.max_retries = max_retries
+        self.max_concurrency = max_concurrency
+        limits = [n for n in (max_documents_per_request, self.dialect.max_documents) if n]
+        self.max_documents = min(limits) if limits else None
+        self.apply_template = (
+            self.dialect.templated_by_client if apply_template is None else apply_template
+        )
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._settings: dict[str, Any] = {
+            "base_url": self.base_url,
+            "timeout": timeout,
+            "headers": headers,
+            "limits": httpx.Limits(max_connections=max_concurrency),
+        }
+        if async_transport is None and isinstance(transport, httpx.MockTransport):
+            async_transport = transport
+        self._async_transport = async_transport
+        self._client: httpx.Client | None = httpx.Client(transport=transport, **self._settings)
+        self._async: tuple[asyncio.AbstractEventLoop, httpx.AsyncClient] | None = None
+
+    # -- the Engine protocol ------------------------------------------------------------------
+
+    def score(
+        self, requests: Sequence[ScoreRequest], progress: Progress | None = None
+    ) -> list[ScoredDocuments]:
+        client = self._client
+        if client is None:
+            raise EngineError("HttpEngine is closed")
+        chunks = self._chunks(requests)
+
+        def send(chunk: Chunk) -> list[float]:
+            scores = self._post(client, chunk[2], chunk[3])
+            if progress is not None:
+                progress(chunk[3])
+            return scores
+
+        with ThreadPoolExecutor(max_workers=self.max_concurrency) as pool:
+            answers = list(pool.map(send, chunks))
+        return _merge(requests, chunks, answers)
+
+    async def ascore(self, requests: Sequence[ScoreRequest]) -> list[ScoredDocuments]:
+        if self._client is None:
+            raise EngineError("HttpEngine is closed")
+        client = self._async_client()
+        chunks = self._chunks(requests)
+        gate = asyncio.Semaphore(self.max_concurrency)
+
+        async def send(chunk: Chunk) -> list[float]:
+            async with gate:
+                return await self._apost(client, chunk[2], chunk[3])
+
+        answers = await asyncio.gather(*(send(c) for c in chunks))
+        return _merge(requests, chunks, list(answers))
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+        if self._async is not None:
+            loop, client = self._async
+            self._async = None
+            if not loop.is_closed() and not loop.is_running():
+                loop.run_until_complete(client.aclose())
+
+    # -- requests -----------------------------------------------------------------------------
+
+    def _chunks(self, requests: Sequence[ScoreRequest]) -> list[Chunk]:
+        chunks: list[Chunk] = []
+        for i, r in enumerate(requests):
+            query, documents = self._texts(r)
+            step = self.max_documents or max(len(documents), 1)
+            for start in range(0, len(documents), step):
+                part = documents[start : start + step]
+                chunks.append((i, start, self.dialect.build(query, part, self.model), len(part)))
+        return chunks
+
+    def _texts(self, request: ScoreRequest) -> tuple[str, list[str]]:
+        if self.apply_template:
+            query = PREFIX + format_query_part(request.query, request.instruction)
+            return query, [format_document_part(d) + SUFFIX for d in request.documents]
+        if request.instruction != DEFAULT_INSTRUCTION:
+            raise InvalidInputError(
+                f"the {self.dialect.name} API takes no instruction; pass apply_template=True "
+                "if the server scores the strings it is sent"
+            )
+        return request.query, list(request.documents)
+
+    def _post(self, client: httpx.Client, body: dict[str, Any], count: int) -> list[float]:
+        for attempt in range(self.max_retries + 1):
+            try:
+                response = client.post(self.dialect.path, json=body)
+            except httpx.TransportError as exc:
+                error, wait = _transport_error(exc, self._url()), _backoff(attempt, None)
+            else:
+                if response.is_success:
+                    return self._parse(response, count)
+                error, wait = _status_error(response, self._url()), _backoff(attempt, response)
+            if not error.retryable or attempt == self.max_retries:
+                raise error
+            time.sleep(wait)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _apost(
+        self, client: httpx.AsyncClient, body: dict[str, Any], count: int
+    ) -> list[float]:
+        for attempt in range(self.max_retries + 1):
+            try:
+                response = await client.post(self.dialect.path, json=body)
+            except httpx.TransportError as exc:
+                error, wait = _transport_error(exc, self._url()), _backoff(attempt, None)
+            else:
+                if response.is_success:
+                    return self._parse(response, count)
+                error, wait = _status_error(response, self._url()), _backoff(attempt, response)
+            if not error.retryable or attempt == self.max_retries:
+                raise error
+            await asyncio.sleep(wait)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _parse(self, response: httpx.Response, count: int) -> list[float]:
+        try:
+            payload = response.json()
+        except ValueError as exc:
+            raise InvalidResponseError(
+                f"{self._url()} answered with invalid JSON: {response.text[:200]!r}"
+            ) from exc
+        return self.dialect.parse(payload, count)
+
+    def _url(self) -> str:
+        return self.base_url + self.dialect.path
+
+    def _async_client(self) -> httpx.AsyncClient:
+        """One pooled async client per event loop (a client cannot outlive its loop)."""
+        loop = asyncio.get_running_loop()
+        if self._async is None or self._async[0] is not loop:
+            client = httpx.AsyncClient(transport=self._async_transport, **self._settings)
+            self._async = (loop, client)
+        return self._async[1]
+
+
+def _merge(
+    requests: Sequence[ScoreRequest], chunks: list[Chunk], answers: list[list[float]]
+) -> list[ScoredDocuments]:
+    scores = [[0.0] * len(r.documents) for r in requests]
+    for (i, start, _, count), answer in zip(chunks, answers, strict=True):
+        scores[i][start : start + count] = answer
+    return [ScoredDocuments(s, [False] * len(s)) for s in scores]
+
+
+def _transport_error(exc: httpx.TransportError, url: str) -> RemoteError:
+    if isinstance(exc, httpx.TimeoutException):
+        return RemoteTimeoutError(f"{url} did not answer in time ({type(exc).__name__})")
+    return RemoteConnectionError(f"{url}: {type(exc).__name__}: {exc}")
+
+
+def _status_error(response: httpx.Response, url: str) -> RemoteStatusError:
+    return RemoteStatusError(response.status_code, response.text, url)
+
+
+def _backoff(attempt: int, response: httpx.Response | None) -> float:
+    """Seconds to wait before the next try: ``Retry-After`` if the server sent one, else
+    exponential backoff with jitter."""
+    if response is not None:
+        after = _retry_after(response.headers.get("Retry-After"))
+        if after is not None:
+            return min(after, _RETRY_AFTER_CAP_S)
+    delay: float = min(_BACKOFF_CAP_S, _BACKOFF_BASE_S * 2**attempt)
+    return delay * (0.5 + random.random() / 2)
+
+
+def _retry_after(value: str | None) -> float | None:
+    """``Retry-After`` as seconds or an HTTP date; ``None`` when absent or unreadable."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
