@@ -72,6 +72,21 @@ def _parser() -> argparse.ArgumentParser:
     _engine_arguments(rerank)
     rerank.set_defaults(run=_run_rerank)
 
+    serve = commands.add_parser(
+        "serve",
+        help="serve a vLLM/Cohere/Jina-compatible /v1/rerank API",
+        description="Serve POST /v1/rerank (also /rerank, /v2/rerank), GET /health, "
+        "/v1/models and /metrics. Requests arriving together are scored together.",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=_positive_int, default=8000)
+    serve.add_argument("--api-key", help="require 'Authorization: Bearer KEY'")
+    serve.add_argument("--served-model-name", help="model name in answers (default: --model)")
+    serve.add_argument("--max-documents", type=_positive_int, default=1000, help="per request")
+    serve.add_argument("--max-queue", type=_positive_int, default=256, help="waiting requests")
+    _engine_arguments(serve)
+    serve.set_defaults(run=_run_serve)
+
     make = commands.add_parser(
         "make-model",
         help="build a random-weight Qwen3-Reranker-shaped model (for offline tests/benchmarks)",
@@ -141,6 +156,45 @@ def _run_rerank(args: argparse.Namespace) -> int:
             line.update(document=r.document, truncated=r.truncated)
             print(json.dumps(line, ensure_ascii=False))
     return 0
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    try:
+        import uvicorn
+
+        from .server.app import create_app
+    except ImportError as exc:
+        raise UsageError(f"{exc.name} is missing: pip install 'qwen3-rerank[server]'") from exc
+    from .reranker import Reranker
+
+    _quiet_transformers()
+    with Reranker(args.model, **_engine_options(args)) as rr:
+        _leave_a_core_for_the_event_loop(rr)
+        app = create_app(
+            rr,
+            model_name=args.served_model_name or args.model,
+            api_key=args.api_key,
+            max_documents=args.max_documents,
+            max_queue=args.max_queue,
+        )
+        print(
+            f"qwen3-rerank: serving {args.model} on http://{args.host}:{args.port}", file=sys.stderr
+        )
+        uvicorn.run(
+            app, host=args.host, port=args.port, log_level="warning", timeout_graceful_shutdown=30
+        )
+    return 0
+
+
+def _leave_a_core_for_the_event_loop(rr: Any) -> None:
+    """On CPU, torch's spinning worker threads would starve the server's event loop."""
+    device = getattr(rr.engine, "device", None)
+    if getattr(device, "type", None) == "cpu":
+        import os
+
+        import torch
+
+        torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
 
 
 def _run_make_model(args: argparse.Namespace) -> int:

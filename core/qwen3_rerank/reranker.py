@@ -17,7 +17,7 @@ from .errors import ConfigurationError, InvalidInputError
 from .prompt import DEFAULT_INSTRUCTION, DEFAULT_MAX_LENGTH
 from .results import RerankResult
 
-__all__ = ["ENGINES", "Reranker"]
+__all__ = ["ENGINES", "Reranker", "rank"]
 
 ENGINES = ("auto", "torch")
 
@@ -88,7 +88,8 @@ class Reranker:
         Args:
             base_url: The server, e.g. ``"http://gpu-box:8000"``.
             model: Model name to send (``None``: the server's default).
-            api: ``"vllm"``, ``"vllm-score"``, ``"cohere"``, ``"jina"``, ``"tei"``, ``"infinity"``.
+            api: ``"qwen3"`` (our server), ``"vllm"``, ``"vllm-score"``, ``"cohere"``, ``"jina"``,
+                ``"tei"``, ``"infinity"``.
             instruction: Default instruction (needs a templating client or server).
             **options: ``api_key``, ``timeout``, ``max_retries``, ``max_concurrency``,
                 ``max_documents_per_request``, ``apply_template``, ``transport``, ...
@@ -195,6 +196,16 @@ class Reranker:
         scored = await self.engine.ascore([r for r in requests if r.documents])
         return _rank_all(requests, scored, top_n, score_threshold)
 
+    def validate(
+        self, query: str, documents: Sequence[str], instruction: str | None = None
+    ) -> ScoreRequest:
+        """Checks one call's arguments as ``score`` does; returns the engine request.
+
+        Raises:
+            InvalidInputError: Empty query, documents not a list of strings, bad instruction.
+        """
+        return self._request(query, documents, instruction)
+
     # -- lifecycle -------------------------------------------------------------------------
 
     def close(self) -> None:
@@ -261,17 +272,17 @@ def _rank_all(
 ) -> list[list[RerankResult]]:
     it = iter(scored)
     return [
-        _rank(r.documents, next(it), top_n, score_threshold) if r.documents else []
-        for r in requests
+        rank(r.documents, next(it), top_n, score_threshold) if r.documents else [] for r in requests
     ]
 
 
-def _rank(
+def rank(
     documents: Sequence[str],
     scored: ScoredDocuments,
     top_n: int | None,
     score_threshold: float | None,
 ) -> list[RerankResult]:
+    """Results sorted by score, ties by input index; threshold, then ``top_n``, applied."""
     results = [
         RerankResult(i, s, d, t)
         for i, (d, s, t) in enumerate(zip(documents, scored.scores, scored.truncated, strict=True))

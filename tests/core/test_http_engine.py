@@ -133,6 +133,7 @@ def server() -> Iterator[FakeServer]:
 
 
 EXPECTED_BODY_KEYS = {
+    "qwen3": ("/v1/rerank", {"model", "query", "documents", "top_n", "instruction"}),
     "vllm": ("/v1/rerank", {"model", "query", "documents", "top_n"}),
     "vllm-score": ("/score", {"model", "text_1", "text_2"}),
     "cohere": ("/v2/rerank", {"model", "query", "documents", "top_n"}),

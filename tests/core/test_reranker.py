@@ -9,7 +9,7 @@ import pytest
 
 from qwen3_rerank import InvalidInputError, Qwen3RerankError, Reranker, RerankResult
 from qwen3_rerank.engines.base import ScoredDocuments
-from qwen3_rerank.reranker import _rank
+from qwen3_rerank.reranker import rank as _rank
 from tests.core.engine_contract import DOCUMENTS, QUERY
 
 

@@ -34,7 +34,7 @@ class TestPaddedReferenceContract(EngineContract):
 
 def test_defaults_on_cpu(reranker: Reranker) -> None:
     engine = reranker.engine
-    assert engine.attention == "loop"  # type: ignore[attr-defined]
+    assert engine.attention == "grouped"  # type: ignore[attr-defined]
     assert engine.device.type == "cpu"  # type: ignore[attr-defined]
     assert engine.dtype == torch.float32  # type: ignore[attr-defined]
     assert engine.max_length == 8192  # type: ignore[attr-defined]

@@ -16,7 +16,8 @@ from ..errors import InvalidResponseError
 
 __all__ = ["DIALECTS", "Dialect"]
 
-Build = Callable[[str, Sequence[str], "str | None"], dict[str, Any]]
+Build = Callable[[str, Sequence[str], "str | None", str], dict[str, Any]]
+"""(query, documents, model, instruction) -> request body."""
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,7 @@ class Dialect:
     score_key: str
     max_documents: int | None = None  # the server's own per-request limit, if it has one
     templated_by_client: bool = False  # the Qwen3 template must be applied before sending
+    sends_instruction: bool = False  # the server takes an ``instruction`` field
 
     def parse(self, payload: Any, count: int) -> list[float]:
         """Scores in input order from a response body, validated against ``count`` documents."""
@@ -72,10 +74,20 @@ def _with_model(body: dict[str, Any], model: str | None) -> dict[str, Any]:
 
 
 DIALECTS: dict[str, Dialect] = {
+    "qwen3": Dialect(  # qwen3-rerank's own server: vLLM's shape plus the instruction
+        "qwen3",
+        "/v1/rerank",
+        lambda q, d, m, i: _with_model(
+            {"query": q, "documents": list(d), "top_n": len(d), "instruction": i}, m
+        ),
+        "results",
+        "relevance_score",
+        sends_instruction=True,
+    ),
     "vllm": Dialect(
         "vllm",
         "/v1/rerank",
-        lambda q, d, m: _with_model({"query": q, "documents": list(d), "top_n": len(d)}, m),
+        lambda q, d, m, i: _with_model({"query": q, "documents": list(d), "top_n": len(d)}, m),
         "results",
         "relevance_score",
         templated_by_client=True,
@@ -83,7 +95,7 @@ DIALECTS: dict[str, Dialect] = {
     "vllm-score": Dialect(
         "vllm-score",
         "/score",
-        lambda q, d, m: _with_model({"text_1": q, "text_2": list(d)}, m),
+        lambda q, d, m, i: _with_model({"text_1": q, "text_2": list(d)}, m),
         "data",
         "score",
         templated_by_client=True,
@@ -91,14 +103,14 @@ DIALECTS: dict[str, Dialect] = {
     "cohere": Dialect(
         "cohere",
         "/v2/rerank",
-        lambda q, d, m: _with_model({"query": q, "documents": list(d), "top_n": len(d)}, m),
+        lambda q, d, m, i: _with_model({"query": q, "documents": list(d), "top_n": len(d)}, m),
         "results",
         "relevance_score",
     ),
     "jina": Dialect(
         "jina",
         "/v1/rerank",
-        lambda q, d, m: _with_model(
+        lambda q, d, m, i: _with_model(
             {"query": q, "documents": list(d), "top_n": len(d), "return_documents": False}, m
         ),
         "results",
@@ -107,7 +119,7 @@ DIALECTS: dict[str, Dialect] = {
     "tei": Dialect(
         "tei",
         "/rerank",
-        lambda q, d, m: {"query": q, "texts": list(d), "truncate": True, "return_text": False},
+        lambda q, d, m, i: {"query": q, "texts": list(d), "truncate": True, "return_text": False},
         None,
         "score",
         max_documents=32,
@@ -115,7 +127,7 @@ DIALECTS: dict[str, Dialect] = {
     "infinity": Dialect(
         "infinity",
         "/rerank",
-        lambda q, d, m: _with_model(
+        lambda q, d, m, i: _with_model(
             {"query": q, "documents": list(d), "top_n": len(d), "return_documents": False}, m
         ),
         "results",

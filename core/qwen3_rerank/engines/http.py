@@ -54,8 +54,9 @@ class HttpEngine:
     Args:
         base_url: The server, e.g. ``"http://gpu-box:8000"``.
         model: Model name sent in the body (``None``: omitted, the server's default).
-        api: ``"vllm"`` (``/v1/rerank``), ``"vllm-score"`` (``/score``), ``"cohere"``
-            (``/v2/rerank``), ``"jina"``, ``"tei"`` or ``"infinity"``.
+        api: ``"qwen3"`` (``qwen3-rerank serve``), ``"vllm"`` (``/v1/rerank``),
+            ``"vllm-score"`` (``/score``), ``"cohere"`` (``/v2/rerank``), ``"jina"``, ``"tei"``
+            or ``"infinity"``.
         api_key: Sent as ``Authorization: Bearer <api_key>``.
         timeout: Seconds per HTTP request.
         max_retries: Retries after the first try, for connection errors, timeouts, 429, 5xx.
@@ -171,14 +172,15 @@ class HttpEngine:
             step = self.max_documents or max(len(documents), 1)
             for start in range(0, len(documents), step):
                 part = documents[start : start + step]
-                chunks.append((i, start, self.dialect.build(query, part, self.model), len(part)))
+                body = self.dialect.build(query, part, self.model, r.instruction)
+                chunks.append((i, start, body, len(part)))
         return chunks
 
     def _texts(self, request: ScoreRequest) -> tuple[str, list[str]]:
         if self.apply_template:
             query = PREFIX + format_query_part(request.query, request.instruction)
             return query, [format_document_part(d) + SUFFIX for d in request.documents]
-        if request.instruction != DEFAULT_INSTRUCTION:
+        if request.instruction != DEFAULT_INSTRUCTION and not self.dialect.sends_instruction:
             raise InvalidInputError(
                 f"the {self.dialect.name} API takes no instruction; pass apply_template=True "
                 "if the server scores the strings it is sent"

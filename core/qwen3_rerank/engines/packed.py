@@ -45,6 +45,15 @@ class PackedBatch:
     max_q: int
     max_k: int
     last: torch.Tensor  # [n_docs] row of each document's last token
+    groups: list[tuple[torch.Tensor, ...]] | None = None  # attention_grouped's plan, cached
+
+    def attention_groups(self, device: torch.device) -> list[tuple[torch.Tensor, ...]]:
+        """Sequences of similar length gathered into padded groups: for each group, row
+        indices of queries and keys ``[G, Lq]`` / ``[G, Lk]``, the attention mask
+        ``[G, 1, Lq, Lk]`` (causal, aligned bottom-right) and which query slots are real."""
+        if self.groups is None:
+            self.groups = _plan_groups(self.cu_q.cpu().numpy(), self.cu_k.cpu().numpy(), device)
+        return self.groups
 
     def to(self, device: torch.device) -> PackedBatch:
         def move(t: torch.Tensor) -> torch.Tensor:
@@ -176,6 +185,54 @@ def attention_loop(
     return out
 
 
+_GROUP_ELEMENTS = 2**20  # mask elements per group: bounds the padded score matrix
+
+
+def _plan_groups(
+    cu_q: np.ndarray[Any, Any], cu_k: np.ndarray[Any, Any], device: torch.device
+) -> list[tuple[torch.Tensor, ...]]:
+    lq, lk = np.diff(cu_q), np.diff(cu_k)
+    order = np.lexsort((lk, lq))
+    groups = []
+    start = 0
+    while start < len(order):
+        end, widest = start + 1, lk[order[start]]
+        while end < len(order):
+            wider = max(widest, lk[order[end]])
+            if (end - start + 1) * lq[order[end]] * wider > _GROUP_ELEMENTS:
+                break
+            end, widest = end + 1, wider
+        seqs = order[start:end]
+        nq, nk = lq[seqs][:, None], lk[seqs][:, None]
+        rows, cols = np.arange(nq.max())[None, :], np.arange(nk.max())[None, :]
+        q_real, k_real = rows < nq, cols < nk
+        q_idx = np.where(q_real, cu_q[seqs][:, None] + rows, 0)
+        k_idx = np.where(k_real, cu_k[seqs][:, None] + cols, 0)
+        causal = cols[:, None, :] <= rows[:, :, None] + (nk - nq)[:, :, None]
+        mask = (k_real[:, None, :] & causal) | (~q_real[:, :, None] & (cols == 0)[:, None, :])
+        groups.append(
+            tuple(torch.from_numpy(a).to(device) for a in (q_idx, k_idx, mask[:, None], q_real))
+        )
+        start = end
+    return groups
+
+
+def attention_grouped(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, batch: PackedBatch, scale: float
+) -> torch.Tensor:
+    """Varlen attention as a few padded SDPA calls over length-sorted groups of sequences:
+    far fewer calls than one per sequence (CPU, or fp32 anywhere)."""
+    out = torch.empty_like(q)
+    group = q.shape[1] // k.shape[1]
+    for q_idx, k_idx, mask, q_real in batch.attention_groups(q.device):
+        qs = q[q_idx].transpose(1, 2)
+        ks = k[k_idx].transpose(1, 2).repeat_interleave(group, dim=1)
+        vs = v[k_idx].transpose(1, 2).repeat_interleave(group, dim=1)
+        o = F.scaled_dot_product_attention(qs, ks, vs, attn_mask=mask, scale=scale)
+        out[q_idx[q_real]] = o.transpose(1, 2)[q_real]
+    return out
+
+
 def attention_flash(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, batch: PackedBatch, scale: float
 ) -> torch.Tensor:
@@ -247,7 +304,7 @@ class PackedQwen3:
         self.rope_scaling = float(getattr(rotary, "attention_scaling", 1.0))
         self.direction = direction.to(device)
         self.offset = offset
-        self.attention: Attention = attention_loop
+        self.attention: Attention = attention_grouped
         self._pre: Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = _pre_attention
         self._post: Callable[..., torch.Tensor] = _post_attention
         if compile:
@@ -273,8 +330,11 @@ class PackedQwen3:
 
     def choose_attention(self) -> str:
         """Picks the FlashAttention varlen kernel (CUDA, 16-bit) if it runs here and agrees
-        with the reference loop, else keeps the loop."""
-        if self.device.type != "cuda" or self.dtype == torch.float32:
+        with the reference loop; keeps grouped SDPA on CPU and the loop for fp32 on GPU."""
+        if self.device.type == "cpu":
+            return "grouped"
+        self.attention = attention_loop
+        if self.dtype == torch.float32:
             return "loop"
         gen = torch.Generator(device="cpu").manual_seed(0)
         batch = pack([[1] * 37, [2] * 5], [(0, [3] * 50), (1, [4] * 9), (0, [5] * 130)]).to(

@@ -198,8 +198,8 @@ class TorchEngine(ThreadedEngine):
 
     @property
     def attention(self) -> str:
-        """Which attention runs: ``flash`` (varlen GPU kernel), ``loop`` (SDPA per sequence)
-        or ``padded`` (transformers' model)."""
+        """Which attention runs: ``flash`` (varlen GPU kernel), ``grouped`` (padded SDPA over
+        length-sorted groups, CPU), ``loop`` (SDPA per sequence) or ``padded`` (transformers')."""
         if self._packed is None:
             return "padded"
         return self._packed.attention.__name__.removeprefix("attention_")

@@ -1,0 +1,1 @@
+"""An HTTP rerank server (extra ``[server]``): ``qwen3-rerank serve``."""

@@ -1,0 +1,105 @@
+"""Dynamic batching: requests that arrive while the engine is busy are scored together.
+
+One worker task takes every waiting request (up to ``max_batch_documents`` documents) and
+hands them to the engine in one call, so the engine can pack documents of many queries into
+its token-budget batches; throughput grows with concurrency. The waiting line is bounded:
+past ``max_queue`` waiting requests, ``submit`` refuses at once (the server answers 503 with
+``Retry-After``) instead of building an unbounded backlog.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from dataclasses import dataclass, field
+
+from ..engines.base import Engine, ScoredDocuments, ScoreRequest
+
+__all__ = ["BatchScheduler", "Overloaded"]
+
+
+class Overloaded(Exception):
+    """The waiting line is full; the caller should retry later."""
+
+
+@dataclass
+class _Job:
+    request: ScoreRequest
+    future: asyncio.Future[ScoredDocuments] = field(repr=False)
+
+
+class BatchScheduler:
+    """Collects requests and scores them in batches on one engine."""
+
+    def __init__(
+        self, engine: Engine, *, max_queue: int = 256, max_batch_documents: int = 4096
+    ) -> None:
+        self.engine = engine
+        self.max_queue = max_queue
+        self.max_batch_documents = max_batch_documents
+        self.batch_sizes: list[int] = []  # requests per engine call, for /metrics
+        self._waiting: deque[_Job] = deque()
+        self._wakeup = asyncio.Event()
+        self._worker: asyncio.Task[None] | None = None
+
+    @property
+    def depth(self) -> int:
+        """Requests waiting for the engine."""
+        return len(self._waiting)
+
+    def start(self) -> None:
+        self._worker = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        """Finishes the jobs already taken, then stops; jobs still waiting are cancelled."""
+        if self._worker is not None:
+            self._worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._worker
+        for job in self._waiting:
+            job.future.cancel()
+        self._waiting.clear()
+
+    async def submit(self, request: ScoreRequest) -> ScoredDocuments:
+        """Scores one request along with whatever else is waiting.
+
+        Raises:
+            Overloaded: ``max_queue`` requests are already waiting.
+        """
+        if len(self._waiting) >= self.max_queue:
+            raise Overloaded
+        job = _Job(request, asyncio.get_running_loop().create_future())
+        self._waiting.append(job)
+        self._wakeup.set()
+        return await job.future
+
+    async def _run(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while self._waiting:
+                batch: list[_Job] = []
+                documents = 0
+                while self._waiting and (
+                    not batch
+                    or documents + len(self._waiting[0].request.documents)
+                    <= self.max_batch_documents
+                ):
+                    job = self._waiting.popleft()
+                    batch.append(job)
+                    documents += len(job.request.documents)
+                await self._score(batch)
+
+    async def _score(self, batch: list[_Job]) -> None:
+        self.batch_sizes.append(len(batch))
+        try:
+            results = await self.engine.ascore([job.request for job in batch])
+        except Exception as exc:  # every waiting caller gets the engine's error
+            for job in batch:
+                if not job.future.done():
+                    job.future.set_exception(exc)
+            return
+        for job, result in zip(batch, results, strict=True):
+            if not job.future.done():
+                job.future.set_result(result)

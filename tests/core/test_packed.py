@@ -1,0 +1,40 @@
+"""Packed layout and the attention implementations agree with each other."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from qwen3_rerank.engines import packed
+from qwen3_rerank.engines.packed import attention_grouped, attention_loop, pack
+
+
+def test_pack_layout() -> None:
+    batch = pack([[1, 2, 3], [4]], [(0, [5, 6]), (1, [7]), (0, [8, 9, 10])])
+    assert batch.tokens.tolist() == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
+    assert batch.positions.tolist() == [0, 1, 2, 0, 3, 4, 1, 3, 4, 5]
+    assert batch.cu_q.tolist() == [0, 3, 4, 6, 7, 10]
+    assert batch.cu_k.tolist() == [0, 3, 4, 9, 11, 17]
+    # each document's keys: its query's prefix rows, then its own rows
+    assert batch.key_index.tolist() == [0, 1, 2, 3, 0, 1, 2, 4, 5, 3, 6, 0, 1, 2, 7, 8, 9]
+    assert batch.last.tolist() == [5, 6, 9]
+    assert (batch.max_q, batch.max_k) == (3, 6)
+
+
+@pytest.mark.parametrize("limit", [2**20, 50])  # one group, or many small ones
+def test_grouped_attention_equals_the_per_sequence_loop(
+    monkeypatch: pytest.MonkeyPatch, limit: int
+) -> None:
+    monkeypatch.setattr(packed, "_GROUP_ELEMENTS", limit)
+    gen = torch.Generator().manual_seed(0)
+    prefixes = [[1] * 7, [2] * 3, [3] * 11]
+    docs = [(i % 3, [4] * (1 + (5 * i) % 13)) for i in range(9)]
+    batch = pack(prefixes, docs)
+    tq, tk = int(batch.cu_q[-1]), int(batch.key_index.numel())
+    q = torch.randn(tq, 4, 8, generator=gen)
+    k = torch.randn(tq, 2, 8, generator=gen)[batch.key_index]
+    v = torch.randn(tq, 2, 8, generator=gen)[batch.key_index]
+    assert k.shape[0] == tk
+    want = attention_loop(q, k, v, batch, 8**-0.5)
+    got = attention_grouped(q, k, v, batch, 8**-0.5)
+    assert torch.allclose(got, want, atol=1e-6)

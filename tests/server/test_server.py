@@ -1,0 +1,293 @@
+"""`qwen3-rerank serve` as a real process on 127.0.0.1, driven by the real client and raw HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from qwen3_rerank import Reranker
+
+QUERY = "how do plants make food?"
+DOCS = [
+    "Photosynthesis turns light, water and carbon dioxide into sugar.",
+    "The stock market fell on Tuesday.",
+    "Chlorophyll absorbs light in the leaves of plants.",
+    "光合作用是植物制造食物的方式。",
+    "A recipe for banana bread with walnuts.",
+]
+KEY = "test-key"
+AUTH = {"Authorization": f"Bearer {KEY}"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_server(model: Path, *extra: str) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "qwen3_rerank.cli",
+            "serve",
+            "--model",
+            str(model),
+            "--device",
+            "cpu",
+            "--port",
+            str(port),
+            "--api-key",
+            KEY,
+            *extra,
+        ],
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(proc.stderr.read().decode() if proc.stderr else "server died")
+        try:
+            if httpx.get(url + "/health", timeout=1).status_code == 200:
+                return proc, url
+        except httpx.TransportError:
+            time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError("server did not start")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> int:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(timeout=40)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+@pytest.fixture(scope="module")
+def served(tiny_model: Path) -> Iterator[str]:
+    proc, url = start_server(tiny_model, "--max-documents", "50")
+    yield url
+    stop(proc)
+
+
+@pytest.mark.parametrize(
+    ("api", "options"),
+    [
+        ("qwen3", {}),
+        ("cohere", {}),
+        ("jina", {}),
+        ("infinity", {}),
+        ("vllm", {"apply_template": False}),
+    ],
+)
+def test_real_client_in_each_dialect_equals_in_process(
+    served: str, reranker: Reranker, api: str, options: dict[str, object]
+) -> None:
+    with Reranker.remote(served, api=api, api_key=KEY, **options) as remote:  # type: ignore[arg-type]
+        got = remote.score(QUERY, DOCS)
+        ranked = remote.rerank(QUERY, DOCS, top_n=3)
+    want = reranker.score(QUERY, DOCS)
+    assert got == pytest.approx(want, abs=1e-5)
+    assert [r.index for r in ranked] == [r.index for r in reranker.rerank(QUERY, DOCS, top_n=3)]
+
+
+def test_instruction_reaches_the_server(served: str, reranker: Reranker) -> None:
+    instruction = "Find dessert recipes"
+    with Reranker.remote(served, api="qwen3", api_key=KEY) as remote:
+        got = asyncio.run(remote.ascore(QUERY, DOCS, instruction=instruction))
+    assert got == pytest.approx(reranker.score(QUERY, DOCS, instruction=instruction), abs=1e-5)
+
+
+def test_response_shape_top_n_and_document_objects(served: str, reranker: Reranker) -> None:
+    body = {"query": QUERY, "documents": [{"text": d} for d in DOCS], "top_n": 2}
+    answer = httpx.post(served + "/v2/rerank", json=body, headers=AUTH).json()
+    expected = reranker.rerank(QUERY, DOCS, top_n=2)
+    assert [r["index"] for r in answer["results"]] == [r.index for r in expected]
+    assert answer["results"][0]["document"] == {"text": DOCS[expected[0].index]}
+    assert answer["id"].startswith("rerank-")
+    assert answer["usage"] == {"total_documents": 5}
+    bare = httpx.post(
+        served + "/rerank",
+        json={"query": QUERY, "documents": DOCS, "return_documents": False},
+        headers=AUTH,
+    ).json()
+    assert len(bare["results"]) == 5
+    assert "document" not in bare["results"][0]
+    empty = httpx.post(served + "/v1/rerank", json={"query": QUERY, "documents": []}, headers=AUTH)
+    assert empty.json()["results"] == []
+
+
+@pytest.mark.parametrize(
+    ("content", "headers", "status", "match"),
+    [
+        ('{"query": "q", "documents": ["d"]}', {}, 401, "API key"),
+        ('{"query": "q", "documents": ["d"]}', {"Authorization": "Bearer nope"}, 401, "API key"),
+        ('{"query": "q", "documents": ["d"', AUTH, 400, "malformed JSON"),
+        ('{"documents": ["d"]}', AUTH, 422, "query"),
+        ('{"query": "q", "documents": "d"}', AUTH, 422, "documents"),
+        ('{"query": "q", "documents": [1, 2]}', AUTH, 422, "documents"),
+        ('{"query": 5, "documents": ["d"]}', AUTH, 422, "query"),
+        ('{"query": "   ", "documents": ["d"]}', AUTH, 422, "query must not be empty"),
+        ('{"query": "q", "documents": ["d"], "top_n": -1}', AUTH, 422, "top_n"),
+        ('{"query": "q", "documents": ["d"], "model": "other"}', AUTH, 404, "not served"),
+        (json.dumps({"query": "q", "documents": ["d"] * 51}), AUTH, 413, "51 documents"),
+        ('["not", "an", "object"]', AUTH, 422, "body"),
+    ],
+)
+def test_bad_requests_get_their_status_and_the_server_keeps_serving(
+    served: str, content: str, headers: dict[str, str], status: int, match: str
+) -> None:
+    answer = httpx.post(
+        served + "/v1/rerank",
+        content=content,
+        headers={"Content-Type": "application/json", **headers},
+    )
+    assert answer.status_code == status
+    error = answer.json()
+    assert error["object"] == "error"
+    assert error["code"] == status
+    assert match in error["message"]
+    assert httpx.get(served + "/health").json() == {"status": "ok"}
+
+
+def test_oversized_body_is_413(served: str) -> None:
+    body = json.dumps({"query": "q", "documents": ["x" * (17 * 2**20)]})
+    answer = httpx.post(served + "/v1/rerank", content=body, headers=AUTH, timeout=30)
+    assert answer.status_code == 413
+    assert httpx.get(served + "/health").status_code == 200
+
+
+def test_models_and_metrics(served: str, tiny_model: Path) -> None:
+    httpx.post(served + "/v1/rerank", json={"query": QUERY, "documents": DOCS}, headers=AUTH)
+    assert httpx.get(served + "/v1/models").status_code == 401
+    models = httpx.get(served + "/v1/models", headers=AUTH).json()
+    assert models["data"][0]["id"] == str(tiny_model)
+    text = httpx.get(served + "/metrics", headers=AUTH).text
+    lines = dict(line.rsplit(" ", 1) for line in text.splitlines() if not line.startswith("#"))
+    assert int(lines['qwen3_rerank_requests_total{code="200"}']) >= 1
+    assert int(lines["qwen3_rerank_documents_total"]) >= 5
+    assert int(lines["qwen3_rerank_request_seconds_count"]) >= 1
+    assert "qwen3_rerank_queue_depth" in lines
+    assert int(lines["qwen3_rerank_batch_requests_count"]) >= 1
+
+
+def test_200_concurrent_requests_are_batched_and_all_correct(
+    served: str, reranker: Reranker
+) -> None:
+    queries = [f"question {i} about plants and light" for i in range(200)]
+    lists = [
+        [f"passage {i}.{j} on photosynthesis in leaves" for j in range(16)] for i in range(200)
+    ]
+    expected = [
+        [r.score for r in sorted(res, key=lambda r: r.index)]
+        for res in reranker.rerank_batch(queries, lists)
+    ]
+
+    async def one(client: httpx.AsyncClient, i: int) -> tuple[int, list[float], float]:
+        start = time.perf_counter()
+        answer = await client.post("/v1/rerank", json={"query": queries[i], "documents": lists[i]})
+        results = answer.json()["results"]
+        scores = [0.0] * 16
+        for r in results:
+            scores[r["index"]] = r["relevance_score"]
+        return answer.status_code, scores, time.perf_counter() - start
+
+    async def run(
+        indices: range, concurrent: bool
+    ) -> tuple[list[tuple[int, list[float], float]], float]:
+        limits = httpx.Limits(max_connections=32)  # 200 requests in flight over 32 connections
+        async with httpx.AsyncClient(base_url=served, headers=AUTH, limits=limits, timeout=60) as c:
+            await one(c, 0)  # warm the connection and the server
+            start = time.perf_counter()
+            if concurrent:
+                out = await asyncio.gather(*(one(c, i) for i in indices))
+            else:
+                out = [await one(c, i) for i in indices]
+            return list(out), time.perf_counter() - start
+
+    def engine_calls() -> int:
+        text = httpx.get(served + "/metrics", headers=AUTH).text
+        return int(text.split("qwen3_rerank_batch_requests_count ")[1].split()[0])
+
+    _sequential, seq_time = asyncio.run(run(range(40), concurrent=False))
+    calls_before = engine_calls()
+    together, conc_time = asyncio.run(run(range(200), concurrent=True))
+    calls = engine_calls() - calls_before
+    for i, (status, scores, _) in enumerate(together):
+        assert status == 200
+        assert scores == pytest.approx(expected[i], abs=1e-5)
+    seq_rps, conc_rps = 40 / seq_time, 200 / conc_time
+    latencies = sorted(t for _, _, t in together)
+    print(
+        f"\nsequential {seq_rps:.0f} req/s; 200 concurrent {conc_rps:.0f} req/s "
+        f"({conc_rps / seq_rps:.1f}x) in {calls} engine calls, "
+        f"p50 {statistics.median(latencies) * 1000:.0f} ms, p99 {latencies[197] * 1000:.0f} ms"
+    )
+    assert calls < 150  # requests that arrived together were scored together
+    # On a 2-core machine that runs client and server, HTTP handling (not the engine) bounds
+    # throughput for this tiny model; batching must at least not make concurrency slower.
+    assert conc_rps >= 0.8 * seq_rps
+
+
+def test_overload_gets_503_with_retry_after_then_graceful_shutdown(tiny_model: Path) -> None:
+    proc, url = start_server(tiny_model, "--max-queue", "1", "--max-documents", "200")
+    docs = ["a long passage about leaves and light " * 30] * 100
+
+    async def flood() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=url, headers=AUTH, timeout=120) as client:
+            return list(
+                await asyncio.gather(
+                    *(
+                        client.post("/v1/rerank", json={"query": f"q{i}", "documents": docs})
+                        for i in range(12)
+                    )
+                )
+            )
+
+    try:
+        answers = asyncio.run(flood())
+        busy = [a for a in answers if a.status_code == 503]
+        ok = [a for a in answers if a.status_code == 200]
+        assert busy
+        assert ok
+        assert len(busy) + len(ok) == 12
+        assert all(a.headers["Retry-After"] == "1" for a in busy)
+        assert all(len(a.json()["results"]) == 100 for a in ok)
+        assert httpx.get(url + "/health").status_code == 200
+
+        async def slow_then_stop() -> httpx.Response:
+            async with httpx.AsyncClient(base_url=url, headers=AUTH, timeout=120) as client:
+                request = asyncio.create_task(
+                    client.post("/v1/rerank", json={"query": "q", "documents": docs})
+                )
+                await asyncio.sleep(0.3)
+                proc.send_signal(signal.SIGTERM)  # in-flight work must still finish
+                return await request
+
+        last = asyncio.run(slow_then_stop())
+        assert last.status_code == 200
+        assert len(last.json()["results"]) == 100
+        # uvicorn finishes in-flight work, then re-raises SIGTERM for the conventional status
+        assert proc.wait(timeout=40) in (0, -signal.SIGTERM)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
