@@ -192,13 +192,11 @@ class HttpEngine:
             try:
                 response = client.post(self.dialect.path, json=body)
             except httpx.TransportError as exc:
-                error, wait = _transport_error(exc, self._url()), _backoff(attempt, None)
+                wait = self._retry_or_raise(attempt, _transport_error(exc, self._url()), None)
             else:
                 if response.is_success:
                     return self._parse(response, count)
-                error, wait = _status_error(response, self._url()), _backoff(attempt, response)
-            if not error.retryable or attempt == self.max_retries:
-                raise error
+                wait = self._retry_or_raise(attempt, _status_error(response, self._url()), response)
             time.sleep(wait)
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -209,15 +207,21 @@ class HttpEngine:
             try:
                 response = await client.post(self.dialect.path, json=body)
             except httpx.TransportError as exc:
-                error, wait = _transport_error(exc, self._url()), _backoff(attempt, None)
+                wait = self._retry_or_raise(attempt, _transport_error(exc, self._url()), None)
             else:
                 if response.is_success:
                     return self._parse(response, count)
-                error, wait = _status_error(response, self._url()), _backoff(attempt, response)
-            if not error.retryable or attempt == self.max_retries:
-                raise error
+                wait = self._retry_or_raise(attempt, _status_error(response, self._url()), response)
             await asyncio.sleep(wait)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _retry_or_raise(
+        self, attempt: int, error: RemoteError, response: httpx.Response | None
+    ) -> float:
+        """Seconds to wait before trying again; raises when the error is final."""
+        if not error.retryable or attempt == self.max_retries:
+            raise error
+        return _backoff(attempt, response)
 
     def _parse(self, response: httpx.Response, count: int) -> list[float]:
         try:

@@ -111,9 +111,7 @@ class Qwen3Rerank(BaseNodePostprocessor):
             CBEventType.RERANKING, payload=self._payload(nodes, query)
         ) as event:
             results = self._reranker.rerank(query, self._texts(nodes), **self._options())
-            out = self._scored_nodes(nodes, results)
-            event.on_end(payload={EventPayload.NODES: out})
-        return self._end(out)
+            return self._finish(nodes, results, event)
 
     async def _apostprocess_nodes(
         self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None = None
@@ -125,8 +123,13 @@ class Qwen3Rerank(BaseNodePostprocessor):
             CBEventType.RERANKING, payload=self._payload(nodes, query)
         ) as event:
             results = await self._reranker.arerank(query, self._texts(nodes), **self._options())
-            out = self._scored_nodes(nodes, results)
-            event.on_end(payload={EventPayload.NODES: out})
+            return self._finish(nodes, results, event)
+
+    def _finish(
+        self, nodes: list[NodeWithScore], results: list[RerankResult], event: Any
+    ) -> list[NodeWithScore]:
+        out = self._scored_nodes(nodes, results)
+        event.on_end(payload={EventPayload.NODES: out})
         return self._end(out)
 
     def _start(self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None) -> str:
