@@ -52,7 +52,8 @@ class BatchScheduler:
         self._worker = asyncio.create_task(self._run())
 
     async def stop(self) -> None:
-        """Finishes the jobs already taken, then stops; jobs still waiting are cancelled."""
+        """Stops the worker and cancels jobs still waiting. The server calls it at shutdown,
+        after uvicorn has let in-flight requests finish."""
         if self._worker is not None:
             self._worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
