@@ -10,9 +10,9 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
+from .documents import parse_documents, read_documents
 from .errors import ConfigurationError, InvalidInputError, Qwen3RerankError
 from .results import RerankResult
 
@@ -87,6 +87,21 @@ def _parser() -> argparse.ArgumentParser:
     _engine_arguments(serve)
     serve.set_defaults(run=_run_serve)
 
+    ui = commands.add_parser(
+        "ui",
+        help="a web page to try the reranker (local model or remote server)",
+        description="Serve a Gradio page: query, documents, instruction, top-n, threshold in; "
+        "a ranked table with score bars out. Give --model for a local engine or --url for a "
+        "remote rerank server.",
+    )
+    ui.add_argument("--url", help="remote rerank server instead of a local model")
+    ui.add_argument("--api", default="qwen3", help="remote API dialect (default qwen3)")
+    ui.add_argument("--api-key", help="remote API key")
+    ui.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    ui.add_argument("--port", type=_positive_int, default=7860)
+    _engine_arguments(ui, model_required=False)
+    ui.set_defaults(run=_run_ui)
+
     make = commands.add_parser(
         "make-model",
         help="build a random-weight Qwen3-Reranker-shaped model (for offline tests/benchmarks)",
@@ -100,9 +115,9 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _engine_arguments(parser: argparse.ArgumentParser) -> None:
+def _engine_arguments(parser: argparse.ArgumentParser, model_required: bool = True) -> None:
     group = parser.add_argument_group("engine")
-    group.add_argument("--model", "-m", required=True, help="Hub id or local model folder")
+    group.add_argument("--model", "-m", required=model_required, help="Hub id or local folder")
     group.add_argument("--engine", default="auto", help="auto | torch")
     group.add_argument("--device", help="cpu | cuda | cuda:N (default: CUDA if available)")
     group.add_argument("--dtype", help="float32 | bfloat16 | float16")
@@ -186,6 +201,24 @@ def _run_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_ui(args: argparse.Namespace) -> int:
+    if (args.model is None) == (args.url is None):
+        raise UsageError("give either --model (local engine) or --url (remote server)")
+    from .reranker import Reranker
+    from .ui import build_ui
+
+    _quiet_transformers()
+    if args.url:
+        rr = Reranker.remote(args.url, api=args.api, api_key=args.api_key)
+    else:
+        rr = Reranker(args.model, **_engine_options(args))
+    with rr:
+        demo = build_ui(rr)
+        print(f"qwen3-rerank: page on http://{args.host}:{args.port}", file=sys.stderr)
+        demo.launch(server_name=args.host, server_port=args.port, share=False, show_error=False)
+    return 0
+
+
 def _leave_a_core_for_the_event_loop(rr: Any) -> None:
     """On CPU, torch's spinning worker threads would starve the server's event loop."""
     device = getattr(rr.engine, "device", None)
@@ -207,37 +240,8 @@ def _run_make_model(args: argparse.Namespace) -> int:
 def _read_documents(file: str, jsonl: bool, field: str) -> list[tuple[str, Any]]:
     """(text, id-or-None) per non-blank line of ``file`` (``-``: stdin)."""
     if file == "-":
-        lines = _decode(sys.stdin.buffer.read(), "stdin")
-    else:
-        path = Path(file)
-        if not path.is_file():
-            raise UsageError(f"no such file: {file}")
-        lines = _decode(path.read_bytes(), file)
-    records: list[tuple[str, Any]] = []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        if not jsonl:
-            records.append((line, None))
-            continue
-        try:
-            value = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise UsageError(f"line {number}: invalid JSON ({exc.msg})") from exc
-        if isinstance(value, str):
-            records.append((value, None))
-        elif isinstance(value, dict) and isinstance(value.get(field), str):
-            records.append((value[field], value.get("id")))
-        else:
-            raise UsageError(f"line {number}: expected an object with a string {field!r} field")
-    return records
-
-
-def _decode(data: bytes, name: str) -> list[str]:
-    try:
-        return data.decode("utf-8").splitlines()
-    except UnicodeDecodeError as exc:
-        raise UsageError(f"{name} is not UTF-8 (byte {exc.start})") from exc
+        return parse_documents(sys.stdin.buffer.read(), jsonl, field, "stdin")
+    return read_documents(file, jsonl, field)
 
 
 def _print_table(results: list[RerankResult], out: TextIO) -> None:
