@@ -142,3 +142,29 @@ def test_bad_input_shows_an_error_in_the_page(page: str, browser: object) -> Non
     assert "Traceback" not in browser.page_source  # type: ignore[attr-defined]
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     browser.save_screenshot(str(ARTIFACTS / "ui-error.png"))  # type: ignore[attr-defined]
+
+
+def test_uploaded_jsonl_file_is_ranked_with_top_n(
+    page: str, browser: object, tiny_model: Path, tmp_path: Path
+) -> None:
+    upload = tmp_path / "docs.jsonl"
+    upload.write_text("".join(f'{{"id": {i}, "text": "{d}"}}\n' for i, d in enumerate(DOCS)))
+    browser.get(page)  # type: ignore[attr-defined]
+    WebDriverWait(browser, 60).until(
+        ec.presence_of_element_located((By.CSS_SELECTOR, "#query textarea"))
+    )
+    fill(browser, "query", QUERY)
+    fill(browser, "top_n", "2")
+    browser.find_element(By.CSS_SELECTOR, "#upload input[type=file]").send_keys(str(upload))  # type: ignore[attr-defined]
+    WebDriverWait(browser, 30).until(  # the page lists the uploaded file as "docs" ".jsonl"
+        lambda d: ".jsonl" in d.find_element(By.CSS_SELECTOR, "#upload").text
+    )
+    table = submit_and_wait(browser, "#ranking")
+    rows = [
+        [td.text for td in tr.find_elements(By.TAG_NAME, "td")]
+        for tr in table.find_elements(By.CSS_SELECTOR, "tbody tr")  # type: ignore[attr-defined]
+    ]
+    with Reranker(tiny_model, device="cpu") as rr:
+        expected = rr.rerank(QUERY, DOCS, top_n=2)
+    assert [int(r[1]) for r in rows] == [r.index for r in expected]
+    assert [r[4] for r in rows] == [r.document for r in expected]
