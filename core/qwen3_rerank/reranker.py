@@ -19,7 +19,7 @@ from .results import RerankResult
 
 __all__ = ["ENGINES", "Reranker", "rank"]
 
-ENGINES = ("auto", "torch")
+ENGINES = ("auto", "torch", "vllm")
 
 
 class Reranker:
@@ -27,14 +27,17 @@ class Reranker:
 
     Args:
         model: A Hub id (``"Qwen/Qwen3-Reranker-0.6B"``) or a local folder.
-        engine: ``"auto"`` (the torch engine for now), ``"torch"``, or an engine object you
-            built (anything with the ``Engine`` protocol); then ``model`` must be ``None``.
+        engine: ``"auto"`` (vLLM when it is installed and a GPU is present, else torch),
+            ``"torch"``, ``"vllm"``, or an engine object you built (anything with the ``Engine``
+            protocol); then ``model`` must be ``None``.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``None`` (CUDA when available).
         dtype: ``"float32"``, ``"bfloat16"``, ``"float16"``, a torch dtype, or ``None``
             (float32 on CPU, bfloat16 on GPU).
         max_length: Most tokens per pair, template included; longer documents are truncated.
         instruction: Default instruction for calls that give none.
-        **engine_options: Passed to the engine (``max_batch_tokens``, ``revision``, ...).
+        llm: An existing ``vllm.LLM`` to score with (implies ``engine="vllm"``).
+        **engine_options: Passed to the engine (``max_batch_tokens``, ``max_memory``,
+            ``kv_cache_memory_bytes``, ``revision``, ...).
 
     Example:
         >>> with Reranker("Qwen/Qwen3-Reranker-0.6B") as rr:  # doctest: +SKIP
@@ -51,6 +54,7 @@ class Reranker:
         dtype: Any = None,
         max_length: int = DEFAULT_MAX_LENGTH,
         instruction: str | None = None,
+        llm: Any = None,
         **engine_options: Any,
     ) -> None:
         self.instruction = _check_instruction(instruction, DEFAULT_INSTRUCTION)
@@ -65,6 +69,13 @@ class Reranker:
             return
         if engine not in ENGINES:
             raise ConfigurationError(f"unknown engine {engine!r}; choose one of {ENGINES}")
+        if llm is not None or engine == "vllm" or (engine == "auto" and _vllm_usable()):
+            from .engines.vllm import VllmEngine
+
+            if dtype is not None:
+                engine_options["dtype"] = dtype
+            self.engine = VllmEngine(model, llm=llm, max_length=max_length, **engine_options)
+            return
         if model is None or not os.fspath(model).strip():
             raise ConfigurationError("a model (Hub id or local folder) is required")
         from .engines.torch import TorchEngine
@@ -290,6 +301,17 @@ def rank(
     ]
     results.sort(key=lambda r: (-r.score, r.index))
     return results[:top_n] if top_n is not None else results
+
+
+def _vllm_usable() -> bool:
+    """vLLM installed and a CUDA GPU present (without importing either heavy module twice)."""
+    import importlib.util
+
+    if importlib.util.find_spec("vllm") is None or importlib.util.find_spec("torch") is None:
+        return False
+    import torch
+
+    return bool(torch.cuda.is_available())
 
 
 def _is_list_like(value: object) -> bool:

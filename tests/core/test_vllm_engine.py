@@ -1,0 +1,123 @@
+"""The vLLM engine on CPU: option mapping, errors, and the exact texts it sends to vLLM.
+
+vLLM itself needs a GPU (tests/gpu/test_gpu_vllm.py runs it on the H100); here a stand-in with
+vLLM's ``get_tokenizer``/``score`` interface records what the engine sends.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from transformers import AutoTokenizer
+
+from qwen3_rerank import ConfigurationError, MissingDependencyError, Reranker
+from qwen3_rerank.engines.torch import TorchEngine
+from qwen3_rerank.engines.vllm import DEFAULT_KV_CACHE_BYTES, QWEN3_RERANKER_OVERRIDES, llm_options
+from qwen3_rerank.prompt import PREFIX, SUFFIX
+
+ORIGINAL = {"architectures": ["Qwen3ForCausalLM"]}
+CONVERTED = {"architectures": ["Qwen3ForSequenceClassification"], "num_labels": 1}
+
+
+def test_original_checkpoint_gets_the_official_overrides_and_frugal_defaults() -> None:
+    options = llm_options("Qwen/Qwen3-Reranker-0.6B", ORIGINAL)
+    assert options == {
+        "model": "Qwen/Qwen3-Reranker-0.6B",
+        "runner": "pooling",
+        "max_model_len": 8192,
+        "hf_overrides": QWEN3_RERANKER_OVERRIDES,
+        "kv_cache_memory_bytes": DEFAULT_KV_CACHE_BYTES,
+    }
+
+
+def test_converted_seq_cls_checkpoint_gets_no_overrides() -> None:
+    assert "hf_overrides" not in llm_options("tomaarsen/Qwen3-Reranker-0.6B-seq-cls", CONVERTED)
+
+
+def test_knobs_pass_through_and_none_is_dropped() -> None:
+    options = llm_options(
+        "m",
+        ORIGINAL,
+        max_length=4096,
+        gpu_memory_utilization=0.3,
+        enforce_eager=True,
+        enable_prefix_caching=None,
+        max_num_seqs=64,
+        dtype="bfloat16",
+        quantization="fp8",
+        tensor_parallel_size=2,
+        seed=7,
+    )
+    assert options["gpu_memory_utilization"] == 0.3
+    assert "kv_cache_memory_bytes" not in options
+    assert "enable_prefix_caching" not in options
+    assert options["max_model_len"] == 4096
+    assert (options["enforce_eager"], options["max_num_seqs"], options["seed"]) == (True, 64, 7)
+    assert (options["quantization"], options["tensor_parallel_size"]) == ("fp8", 2)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"gpu_memory_utilization": 0.5, "kv_cache_memory_bytes": 2**30}, "not both"),
+        ({"max_model_len": 1024}, "shorter than max_length"),
+    ],
+)
+def test_conflicting_knobs(kwargs: dict[str, Any], match: str) -> None:
+    with pytest.raises(ConfigurationError, match=match):
+        llm_options("m", ORIGINAL, **kwargs)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vLLM is installed")
+def test_missing_vllm_names_the_extra(tiny_model: Path) -> None:
+    with pytest.raises(MissingDependencyError, match=r"qwen3-rerank\[vllm\]"):
+        Reranker(tiny_model, engine="vllm")
+
+
+def test_auto_falls_back_to_torch_without_vllm_or_gpu(tiny_model: Path) -> None:
+    if importlib.util.find_spec("vllm") is not None:
+        pytest.skip("vLLM is installed")
+    with Reranker(tiny_model) as rr:
+        assert isinstance(rr.engine, TorchEngine)
+
+
+class StandInLLM:
+    """vLLM's interface (get_tokenizer, score), recording what it is sent."""
+
+    def __init__(self, tokenizer: Any) -> None:
+        self.tokenizer = tokenizer
+        self.calls: list[tuple[list[str], list[str]]] = []
+
+    def get_tokenizer(self) -> Any:
+        return self.tokenizer
+
+    def score(self, left: list[str], right: list[str], use_tqdm: bool = True) -> list[Any]:
+        self.calls.append((left, right))
+        return [SimpleNamespace(outputs=SimpleNamespace(score=len(r) / 10_000)) for r in right]
+
+
+def test_texts_sent_to_vllm_carry_the_template_and_only_documents_are_cut(
+    tiny_model: Path,
+) -> None:
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    llm = StandInLLM(tokenizer)
+    docs = ["short one", "word " * 3000]
+    with Reranker(llm=llm, max_length=300, instruction="Find facts") as rr:
+        results = rr.rerank_batch(["q1", "q2"], [docs, docs[:1]])
+    ((left, right),) = llm.calls
+    assert left == [PREFIX + "<Instruct>: Find facts\n<Query>: q1\n"] * 2 + [
+        PREFIX + "<Instruct>: Find facts\n<Query>: q2\n"
+    ]
+    assert right[0] == right[2] == f"<Document>: short one{SUFFIX}"
+    assert right[1].startswith("<Document>: word word")
+    assert right[1].endswith(SUFFIX)
+    pair_tokens = len(tokenizer(left[1] + right[1], add_special_tokens=False)["input_ids"])
+    assert pair_tokens <= 300
+    by_index = {r.index: r for r in results[0]}
+    assert by_index[1].truncated
+    assert not by_index[0].truncated
+    assert by_index[1].document == docs[1]  # the caller's text comes back, not the cut one
