@@ -126,6 +126,9 @@ class VllmEngine(ThreadedEngine):
 
             if not torch.cuda.is_available():
                 raise ConfigurationError("the vLLM engine needs a CUDA GPU; use engine='torch'")
+            # torch.cuda.is_available() touches the CUDA runtime without torch counting itself
+            # initialised, so vLLM would fork its engine process and fail: ask for spawn.
+            os.environ.setdefault("VLLM_WORKER_MULTIPROC_METHOD", "spawn")
             name = os.fspath(model)
             settings = llm_options(name, _read_config(name), max_length=max_length, **options)
             try:
