@@ -37,7 +37,7 @@ Attention = Callable[..., torch.Tensor]
 class PackedBatch:
     """Index tensors describing one packed batch (built on the CPU, then moved)."""
 
-    tokens: torch.Tensor  # [T] token ids: all prefixes, then all documents
+    tokens: torch.Tensor  # [T] token ids: all prefixes, then all documents (stays on the CPU)
     positions: torch.Tensor  # [T] rotary positions
     key_index: torch.Tensor  # [Tk] rows of the packed keys/values each sequence attends to
     cu_q: torch.Tensor  # [S+1] int32 query-side sequence offsets
@@ -56,11 +56,13 @@ class PackedBatch:
         return self.groups
 
     def to(self, device: torch.device) -> PackedBatch:
+        """The index tensors on ``device``; token ids stay put (only the embedding reads them)."""
+
         def move(t: torch.Tensor) -> torch.Tensor:
             return t.to(device, non_blocking=True)
 
         return PackedBatch(
-            move(self.tokens),
+            self.tokens,
             move(self.positions),
             move(self.key_index),
             move(self.cu_q),
@@ -328,44 +330,41 @@ class PackedQwen3:
         # residual + norm out + attn out, q/k/v (raw and rotated), gathered k/v, gate/up/act
         return size * (4 * hidden + 2 * qkv + 4 * self.kv_heads * self.head_dim + 4 * inter)
 
-    def choose_attention(self) -> str:
+    def choose_attention(self) -> None:
         """Picks the FlashAttention varlen kernel (CUDA, 16-bit) if it runs here and agrees
         with the reference loop; keeps grouped SDPA on CPU and the loop for fp32 on GPU."""
         if self.device.type == "cpu":
-            return "grouped"
+            return
         self.attention = attention_loop
         if self.dtype == torch.float32:
-            return "loop"
+            return
         gen = torch.Generator(device="cpu").manual_seed(0)
         batch = pack([[1] * 37, [2] * 5], [(0, [3] * 50), (1, [4] * 9), (0, [5] * 130)]).to(
             self.device
         )
-        tq, tk = int(batch.cu_q[-1]), int(batch.key_index.numel())
-        q = torch.randn(tq, self.heads, self.head_dim, generator=gen).to(self.device, self.dtype)
-        kv = torch.randn(2, tq, self.kv_heads, self.head_dim, generator=gen)
+        rows = int(batch.cu_q[-1])
+        q = torch.randn(rows, self.heads, self.head_dim, generator=gen).to(self.device, self.dtype)
+        kv = torch.randn(2, rows, self.kv_heads, self.head_dim, generator=gen)
         k, v = (t.to(self.device, self.dtype)[batch.key_index] for t in kv)
-        assert k.shape[0] == tk
         want = attention_loop(q, k, v, batch, self.scale).float()
-        for candidate in (attention_flash,):
-            try:
-                got = candidate(q, k, v, batch, self.scale).float()
-            except (RuntimeError, TypeError, AttributeError, NotImplementedError):
-                continue
-            if got.shape == want.shape and torch.allclose(got, want, atol=2e-2, rtol=0):
-                self.attention = candidate
-                break
-        return self.attention.__name__.removeprefix("attention_")
+        try:
+            got = attention_flash(q, k, v, batch, self.scale).float()
+        except (RuntimeError, TypeError, AttributeError, NotImplementedError):
+            return
+        if got.shape == want.shape and torch.allclose(got, want, atol=2e-2, rtol=0):
+            self.attention = attention_flash
 
-    def embed_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
+    def _embed(self, tokens: torch.Tensor) -> torch.Tensor:
         """Embedding rows of CPU token ids, on the device."""
         if self.embed_on_host:
             return self.embed[tokens].pin_memory().to(self.device, non_blocking=True)
         return self.embed[tokens.to(self.device, non_blocking=True)]
 
     @torch.inference_mode()
-    def score(self, batch: PackedBatch, x: torch.Tensor) -> torch.Tensor:
-        """fp32 P(yes) of each document of a packed batch (index tensors on the device),
-        given its embedded tokens ``x``."""
+    def score(self, batch: PackedBatch) -> torch.Tensor:
+        """fp32 P(yes) of each document of a packed batch built on the CPU by :func:`pack`."""
+        x = self._embed(batch.tokens)
+        batch = batch.to(self.device)
         freqs = batch.positions.float()[:, None] * self.inv_freq[None, :]
         angles = torch.cat((freqs, freqs), dim=-1)
         cos = (angles.cos() * self.rope_scaling).to(self.dtype)

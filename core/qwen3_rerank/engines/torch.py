@@ -300,8 +300,7 @@ class TorchEngine(ThreadedEngine):
                 [encoded[q].query_ids for q in queries],
                 [(slot[q], encoded[q].document_ids[d] + encoded[q].suffix_ids) for q, d in pairs],
             )
-            x = self._packed.embed_tokens(batch.tokens)
-            scores = self._packed.score(batch.to(self.device), x).cpu()
+            scores = self._packed.score(batch).cpu()
         else:
             scores = self._forward_padded([encoded[q].pair_ids(d) for q, d in pairs])
         if not torch.isfinite(scores).all():
