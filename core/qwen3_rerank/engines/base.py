@@ -17,7 +17,14 @@ from typing import Protocol, runtime_checkable
 
 from ..errors import EngineError
 
-__all__ = ["Engine", "Progress", "ScoreRequest", "ScoredDocuments", "ThreadedEngine"]
+__all__ = [
+    "Engine",
+    "Progress",
+    "ScoreRequest",
+    "ScoredDocuments",
+    "ThreadedEngine",
+    "split_scores",
+]
 
 Progress = Callable[[int], None]
 """Called with the number of pairs just scored, as scoring goes on."""
@@ -38,6 +45,15 @@ class ScoredDocuments:
 
     scores: list[float]
     truncated: list[bool]
+
+
+def split_scores(flat: Sequence[float], truncated: Sequence[list[bool]]) -> list[ScoredDocuments]:
+    """Per-request results from the scores of all documents laid end to end, input order."""
+    out, start = [], 0
+    for flags in truncated:
+        out.append(ScoredDocuments(list(flat[start : start + len(flags)]), list(flags)))
+        start += len(flags)
+    return out
 
 
 @runtime_checkable

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from ..batching import plan_batches, plan_packed
 from ..errors import ConfigurationError, EngineError, MissingDependencyError, ModelLoadError
 from ..prompt import DEFAULT_MAX_LENGTH, EncodedRequest, PromptEncoder
-from .base import Progress, ScoredDocuments, ScoreRequest, ThreadedEngine
+from .base import Progress, ScoredDocuments, ScoreRequest, ThreadedEngine, split_scores
 
 if TYPE_CHECKING:
     import torch as torch_
@@ -247,13 +247,7 @@ class TorchEngine(ThreadedEngine):
                 flat[i] = s
             if progress is not None:
                 progress(len(batch))
-        out: list[ScoredDocuments] = []
-        start = 0
-        for e in encoded:
-            n = len(e.document_ids)
-            out.append(ScoredDocuments(flat[start : start + n], list(e.truncated)))
-            start += n
-        return out
+        return split_scores(flat, [e.truncated for e in encoded])
 
     def _plan(self, encoded: list[EncodedRequest], pairs: list[tuple[int, int]]) -> list[list[int]]:
         if self._packed is None:

@@ -25,7 +25,7 @@ from ..prompt import (
     format_document_part,
     format_query_part,
 )
-from .base import Progress, ScoredDocuments, ScoreRequest, ThreadedEngine
+from .base import Progress, ScoredDocuments, ScoreRequest, ThreadedEngine, split_scores
 
 __all__ = ["DEFAULT_KV_CACHE_BYTES", "QWEN3_RERANKER_OVERRIDES", "VllmEngine", "llm_options"]
 
@@ -162,16 +162,12 @@ class VllmEngine(ThreadedEngine):
                 body = self.tokenizer.decode(ids) if cut else format_document_part(document)
                 left.append(query_text)
                 right.append(body + SUFFIX)
-            truncated.append(list(encoded.truncated))
+            truncated.append(encoded.truncated)
         outputs = self.llm.score(left, right, use_tqdm=False) if left else []
         flat = [float(o.outputs.score) for o in outputs]
         if progress is not None:
             progress(len(flat))
-        out, start = [], 0
-        for t in truncated:
-            out.append(ScoredDocuments(flat[start : start + len(t)], t))
-            start += len(t)
-        return out
+        return split_scores(flat, truncated)
 
     def _release(self) -> None:
         self.__dict__.pop("llm", None)
