@@ -46,7 +46,6 @@ class PackedBatch:
     max_k: int
     last: torch.Tensor  # [n_docs] row of each document's last token
     groups: list[tuple[torch.Tensor, ...]] | None = None  # attention_grouped's plan, cached
-    dense: list[tuple[torch.Tensor, ...]] | None = None  # attention_dense's plan, cached
 
     def attention_groups(self, device: torch.device) -> list[tuple[torch.Tensor, ...]]:
         """Sequences of similar length gathered into padded groups: for each group, row
@@ -55,18 +54,6 @@ class PackedBatch:
         if self.groups is None:
             self.groups = _plan_groups(self.cu_q.cpu().numpy(), self.cu_k.cpu().numpy(), device)
         return self.groups
-
-    def dense_groups(self, device: torch.device) -> list[tuple[torch.Tensor, ...]]:
-        """Sequences padded to a multiple of 64 keys, grouped by that length."""
-        if self.dense is None:
-            self.dense = _plan_dense(
-                self.cu_q.cpu().numpy(), self.cu_k.cpu().numpy(), self.key_index.cpu(), device
-            )
-        return self.dense
-
-    @property
-    def mean_key_length(self) -> float:
-        return float(self.cu_k[-1]) / (len(self.cu_k) - 1)
 
     def to(self, device: torch.device) -> PackedBatch:
         """The index tensors on ``device``; token ids stay put (only the embedding reads them)."""
@@ -248,57 +235,6 @@ def attention_grouped(
     return out
 
 
-DENSE_FROM = 1024
-
-
-def _plan_dense(cu_q, cu_k, key_index, device):  # type: ignore[no-untyped-def]
-    lq, lk = np.diff(cu_q), np.diff(cu_k)
-    padded = -(-lk // 64) * 64
-    groups = []
-    for width in np.unique(padded):
-        seqs = np.flatnonzero(padded == width)
-        cols = np.arange(width)[None, :]
-        real = cols < lk[seqs][:, None]
-        k_rows = np.where(real, cu_k[seqs][:, None] + cols, cu_k[seqs][:, None])
-        first = (lk - lq)[seqs][:, None]
-        wanted = real & (cols >= first)
-        src = np.flatnonzero(wanted)
-        dst = (cu_q[seqs][:, None] + cols - first)[wanted]
-        k_rows_t = torch.from_numpy(k_rows)
-        groups.append(
-            (
-                key_index[k_rows_t].to(device),
-                k_rows_t.to(device),
-                torch.from_numpy(src).to(device),
-                torch.from_numpy(dst).to(device),
-            )
-        )
-    return groups
-
-
-def attention_dense(q, k, v, batch, scale):  # type: ignore[no-untyped-def]
-    """EXPERIMENT: each sequence laid out whole (prefix rows recomputed), dense causal cuDNN."""
-    out = torch.empty_like(q)
-    heads, dim = q.shape[1], q.shape[2]
-    for q_rows, k_rows, src, dst in batch.dense_groups(q.device):
-        o = _causal_sdpa(
-            q[q_rows].transpose(1, 2), k[k_rows].transpose(1, 2), v[k_rows].transpose(1, 2), scale
-        )
-        out[dst] = o.transpose(1, 2).reshape(-1, heads, dim)[src]
-    return out
-
-
-def _causal_sdpa(q, k, v, scale):  # type: ignore[no-untyped-def]
-    group = q.shape[1] // k.shape[1]
-    k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
-    if q.device.type != "cuda":
-        return F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scale)
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-
-    with sdpa_kernel(SDPBackend.CUDNN_ATTENTION):
-        return F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scale)
-
-
 def attention_flash(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, batch: PackedBatch, scale: float
 ) -> torch.Tensor:
@@ -371,8 +307,6 @@ class PackedQwen3:
         self.direction = direction.to(device)
         self.offset = offset
         self.attention: Attention = attention_grouped
-        self.long_attention: Attention | None = None
-        self.dense_from = DENSE_FROM
         self._pre: Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = _pre_attention
         self._post: Callable[..., torch.Tensor] = _post_attention
         if compile:
@@ -419,12 +353,6 @@ class PackedQwen3:
             return
         if got.shape == want.shape and torch.allclose(got, want, atol=2e-2, rtol=0):
             self.attention = attention_flash
-        try:
-            got = attention_dense(q, k, v, batch, self.scale).float()
-        except RuntimeError:
-            return
-        if torch.allclose(got, want, atol=2e-2, rtol=0):
-            self.long_attention = attention_dense
 
     def _embed(self, tokens: torch.Tensor) -> torch.Tensor:
         """Embedding rows of CPU token ids, on the device."""
@@ -435,9 +363,6 @@ class PackedQwen3:
     @torch.inference_mode()
     def score(self, batch: PackedBatch) -> torch.Tensor:
         """fp32 P(yes) of each document of a packed batch built on the CPU by :func:`pack`."""
-        attention = self.attention
-        if self.long_attention is not None and batch.mean_key_length >= self.dense_from:
-            attention = self.long_attention
         x = self._embed(batch.tokens)
         batch = batch.to(self.device)
         freqs = batch.positions.float()[:, None] * self.inv_freq[None, :]
@@ -448,7 +373,7 @@ class PackedQwen3:
             q, k, v = self._pre(
                 x, ln1, qkv_w, qn, kn, cos, sin, self.heads, self.kv_heads, self.head_dim, self.eps
             )
-            attn = attention(q, k[batch.key_index], v[batch.key_index], batch, self.scale)
+            attn = self.attention(q, k[batch.key_index], v[batch.key_index], batch, self.scale)
             x = self._post(x, attn, o_w, ln2, gu_w, d_w, self.eps)
         last = _rms_norm(x[batch.last], self.norm, self.eps)
         return torch.sigmoid(last.float() @ self.direction + self.offset)
