@@ -34,6 +34,8 @@ ENGINE_ORDER = [
     "reference_fp32",
     "vllm",
     "vllm_kv1g",
+    "vllm_engine",
+    "vllm_engine_kv3g",
 ]
 WORKLOAD_ORDER = ["rag100x256", "mixed16x100", "long16x4000"]
 
@@ -122,7 +124,10 @@ def run_child(engine: str, model: str, workloads: list[str], out: Path) -> None:
         tokens = [e.pair_length(i) for e in lengths for i in range(len(e.document_ids))]
         flops = sum(flops_per_pair(config, n) for n in tokens)
         entry: dict[str, Any] = {"pairs": wl.pairs, "tokens": sum(tokens)}
-        torch.cuda.reset_peak_memory_stats()
+        # an out-of-process engine (vLLM) must not get a CUDA context of ours counted with it
+        sync = torch.cuda.synchronize if runner.in_process_torch else lambda: None
+        if runner.in_process_torch:
+            torch.cuda.reset_peak_memory_stats()
         gpu.reset()
         try:
             modes = _modes(runner, wl)
@@ -130,10 +135,10 @@ def run_child(engine: str, model: str, workloads: list[str], out: Path) -> None:
                 scores = fn()  # warm-up (and compile)
                 best = float("inf")
                 for _ in range(3):
-                    torch.cuda.synchronize()
+                    sync()
                     t = time.perf_counter()
                     fn()
-                    torch.cuda.synchronize()
+                    sync()
                     best = min(best, time.perf_counter() - t)
                 entry[f"{mode}_pairs_per_s"] = round(wl.pairs / best, 1)
                 reference.setdefault(name, scores)
@@ -144,10 +149,10 @@ def run_child(engine: str, model: str, workloads: list[str], out: Path) -> None:
             entry["flops_per_s"] = entry["pairs_per_s"] * flops / wl.pairs
             latencies = []
             for _ in range(12):
-                torch.cuda.synchronize()
+                sync()
                 t = time.perf_counter()
                 runner.per_query(wl.queries[0], wl.documents[0])
-                torch.cuda.synchronize()
+                sync()
                 latencies.append((time.perf_counter() - t) * 1000)
             latencies.sort()
             entry["p50_ms"] = round(statistics.median(latencies), 2)
@@ -156,7 +161,8 @@ def run_child(engine: str, model: str, workloads: list[str], out: Path) -> None:
             entry.update(
                 pairs_per_s=None, tokens_per_s=None, p50_ms=None, error=f"OOM: {exc}"[:200]
             )
-            torch.cuda.empty_cache()
+            if runner.in_process_torch:
+                torch.cuda.empty_cache()
         entry["torch_peak_gib"] = (
             round(torch.cuda.max_memory_allocated() / 2**30, 3) if runner.in_process_torch else None
         )
@@ -206,10 +212,17 @@ def main() -> int:
     parser.add_argument("--workloads", default=",".join(WORKLOAD_ORDER))
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--child-out", help=argparse.SUPPRESS)
+    parser.add_argument("--device-info", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     workloads = args.workloads.split(",")
     if args.child:
         run_child(args.child, args.model, workloads, Path(args.child_out))
+        return 0
+    if args.device_info:
+        import torch
+
+        info = {"device": torch.cuda.get_device_name(), "torch": torch.__version__}
+        print(json.dumps({**info, "peak_bf16_tflops": round(peak_tflops(), 1)}))
         return 0
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -218,18 +231,18 @@ def main() -> int:
         from qwen3_rerank.random_model import build_random_model
 
         model = str(build_random_model("/tmp/qwen3-reranker-0.6b-random", "0.6b", dtype="bfloat16"))
-    import torch
-
-    results: dict[str, Any] = {
-        "device": torch.cuda.get_device_name(),
-        "torch": torch.__version__,
-        "peak_bf16_tflops": round(peak_tflops(), 1),
-        "workloads": {w: {} for w in workloads},
-        "engines": {},
-    }
     if args.append and (out / "results.json").exists():
         results = json.loads((out / "results.json").read_text())
-    torch.cuda.empty_cache()
+    else:
+        # in a child: a CUDA context held here would be counted in every engine's GPU memory
+        device = subprocess.run(
+            [sys.executable, __file__, "--device-info"], capture_output=True, text=True, check=True
+        )
+        results = {
+            **json.loads(device.stdout.strip().splitlines()[-1]),
+            "workloads": {w: {} for w in workloads},
+            "engines": {},
+        }
     for engine in args.engines.split(","):
         child_out = out / f".{engine}.json"
         cmd = [

@@ -160,12 +160,28 @@ def load_vllm(model: str, **options: Any) -> Runner:
     return Runner(per_query, at_once, close, in_process_torch=False)
 
 
+def load_vllm_engine(model: str, **options: Any) -> Runner:
+    """qwen3-rerank's vLLM engine (``Reranker(engine="vllm")``) with its reranking defaults."""
+    rr = Reranker(model, engine="vllm", **options)
+    return Runner(
+        lambda q, d: rr.score(q, d),
+        lambda qs, ds: [
+            [r.score for r in sorted(res, key=lambda r: r.index)] for res in rr.rerank_batch(qs, ds)
+        ],
+        rr.close,
+        in_process_torch=False,
+        info={"options": options},
+    )
+
+
 ENGINES: dict[str, Callable[[str], Runner]] = {
     "card": load_card,
     "transformers": load_transformers,
     "vllm": load_vllm,
     # 1 GiB of KV cache holds one 9k-token sequence: cap the model length at our max_length
     "vllm_kv1g": lambda m: load_vllm(m, kv_cache_memory_bytes=2**30, max_model_len=8192),
+    "vllm_engine": load_vllm_engine,
+    "vllm_engine_kv3g": lambda m: load_vllm_engine(m, kv_cache_memory_bytes=3 * 2**30),
     "ours": load_ours,
     "ours_1.5gib": lambda m: load_ours(m, max_memory="1.5GiB"),
     "reference_fp32": lambda m: load_ours(m, fast=False, dtype="float32"),

@@ -14,7 +14,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
-ENGINES = ["card", "transformers", "vllm", "vllm_kv1g", "ours", "ours_1.5gib"]
+ENGINES = [
+    "card",
+    "transformers",
+    "vllm",
+    "vllm_kv1g",
+    "vllm_engine",
+    "vllm_engine_kv3g",
+    "ours",
+    "ours_1.5gib",
+]
 WORKLOADS = ["rag100x256", "mixed16x100", "long16x4000"]
 
 
@@ -95,7 +104,7 @@ def chart(results: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.5))
-    width = 0.13
+    width = 0.8 / len(ENGINES)
     for i, e in enumerate(ENGINES):
         speeds = [
             ((results["workloads"][w].get(e) or {}).get("pairs_per_s") or 0) for w in WORKLOADS

@@ -118,11 +118,12 @@ def _parser() -> argparse.ArgumentParser:
 def _engine_arguments(parser: argparse.ArgumentParser, model_required: bool = True) -> None:
     group = parser.add_argument_group("engine")
     group.add_argument("--model", "-m", required=model_required, help="Hub id or local folder")
-    group.add_argument("--engine", default="auto", help="auto | torch")
+    group.add_argument("--engine", default="auto", help="auto | torch | vllm")
     group.add_argument("--device", help="cpu | cuda | cuda:N (default: CUDA if available)")
     group.add_argument("--dtype", help="float32 | bfloat16 | float16")
     group.add_argument("--max-length", type=_positive_int, default=8192, help="tokens per pair")
     group.add_argument("--max-batch-tokens", type=_positive_int, help="tokens per forward pass")
+    group.add_argument("--max-memory", help="torch engine: device memory cap, e.g. 1.5GiB")
 
 
 def _engine_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -134,6 +135,8 @@ def _engine_options(args: argparse.Namespace) -> dict[str, Any]:
     }
     if args.max_batch_tokens is not None:
         options["max_batch_tokens"] = args.max_batch_tokens
+    if args.max_memory is not None:
+        options["max_memory"] = args.max_memory
     return options
 
 
