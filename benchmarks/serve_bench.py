@@ -109,6 +109,34 @@ def stop(proc: subprocess.Popen[Any]) -> None:
     time.sleep(3)  # let the GPU memory go
 
 
+def table(result: dict[str, Any]) -> str:
+    """serve.json as markdown: pairs/s and whole-GPU memory per server and workload."""
+    servers = result["servers"]
+    names = list(next(iter(servers.values()))["workloads"])
+    lines = [
+        f"# Servers over HTTP: {result['device']}",
+        "",
+        f"One request per query, {result['concurrency']} in flight; best of 3 passes after a "
+        "warm-up; whole-GPU memory polled with nvidia-smi. Score check: max |server score - "
+        f"in-process torch engine score| over {result['check_pairs']} pairs.",
+        "",
+        "| server | check diff | " + " | ".join(f"{n} pairs/s | GiB" for n in names) + " |",
+        "|---|---|" + "---|---|" * len(names),
+    ]
+    for name, entry in servers.items():
+        cells = [
+            f"{entry['workloads'][n]['pairs_per_s']} | {entry['workloads'][n]['gpu_peak_gib']:.2f}"
+            for n in names
+        ]
+        lines.append(
+            f"| {name} | {entry['max_abs_diff_vs_torch_engine']} | " + " | ".join(cells) + " |"
+        )
+    if "ours_over_vllm" in result:
+        ratios = ", ".join(f"{n} {r}" for n, r in result["ours_over_vllm"].items())
+        lines += ["", f"ours / vllm serve: {ratios}"]
+    return "\n".join(lines) + "\n"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", required=True)
@@ -117,9 +145,13 @@ def main() -> int:
     parser.add_argument("--workloads", default="rag100x256,mixed16x100,long16x4000")
     parser.add_argument("--device", default="cuda", help="for the torch engine (cpu: a smoke test)")
     parser.add_argument("--reference-child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--report", action="store_true", help="rewrite OUT/serve.md only")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.report:
+        (out / "serve.md").write_text(table(json.loads((out / "serve.json").read_text())))
+        return 0
     if args.reference_child:  # a process of its own, so that its CUDA memory is gone after
         queries, docs = json.loads((out / ".sample.json").read_text())
         with Reranker(args.model, engine="torch", device=args.device) as rr:
@@ -190,6 +222,7 @@ def main() -> int:
             for name in workloads
         }
     (out / "serve.json").write_text(json.dumps(result, indent=1))
+    (out / "serve.md").write_text(table(result))
     for f in (out / ".reference.json", out / ".sample.json"):
         f.unlink(missing_ok=True)
     return 0
