@@ -24,6 +24,7 @@ DOCUMENTS = [
 
 class EngineContract:
     tolerance = 1e-5
+    repeat_tolerance = 0.0  # the same call twice: bit for bit, unless an engine caches
 
     def test_one_score_per_document_in_range(self, contract_reranker: Reranker) -> None:
         scores = contract_reranker.score(QUERY, DOCUMENTS)
@@ -42,9 +43,9 @@ class EngineContract:
         assert contract_reranker.rerank_batch([QUERY, "other"], [[], ["doc"]])[0] == []
 
     def test_deterministic(self, contract_reranker: Reranker) -> None:
-        assert contract_reranker.score(QUERY, DOCUMENTS) == contract_reranker.score(
-            QUERY, DOCUMENTS
-        )
+        first = contract_reranker.score(QUERY, DOCUMENTS)
+        again = contract_reranker.score(QUERY, DOCUMENTS)
+        assert max(abs(a - b) for a, b in zip(first, again, strict=True)) <= self.repeat_tolerance
 
     def test_instruction_changes_scores(self, contract_reranker: Reranker) -> None:
         default = contract_reranker.score(QUERY, DOCUMENTS)

@@ -183,7 +183,7 @@ def test_out_of_memory_splits_the_batch(tiny_model: Path) -> None:
     class OneRowAtATime(TorchEngine):
         """The GPU stand-in: refuses any forward pass of more than one row, as a full GPU would."""
 
-        def _forward(self, encoded: Any, pairs: list[tuple[int, int]]) -> list[float]:
+        def _forward(self, encoded: Any, pairs: list[tuple[int, int]]) -> torch.Tensor:
             if len(pairs) > 1:
                 raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
             return super()._forward(encoded, pairs)
@@ -214,3 +214,19 @@ def test_max_memory_sizes_batches(tiny_model: Path) -> None:
         assert small.score(QUERY, DOCUMENTS) == pytest.approx(
             large.score(QUERY, DOCUMENTS), abs=1e-5
         )
+
+
+def test_non_finite_scores_are_an_engine_error(tiny_model: Path) -> None:
+    """fp16 overflow shows up as NaN scores: reported as an EngineError naming the dtype."""
+    from qwen3_rerank.engines.torch import TorchEngine
+
+    class Overflowing(TorchEngine):
+        def _forward(self, encoded: Any, pairs: list[tuple[int, int]]) -> torch.Tensor:
+            scores = super()._forward(encoded, pairs)
+            return torch.full_like(scores, float("nan"))
+
+    with (
+        Reranker(engine=Overflowing(tiny_model, device="cpu")) as rr,
+        pytest.raises(EngineError, match="non-finite"),
+    ):
+        rr.score(QUERY, DOCUMENTS)

@@ -42,6 +42,9 @@ def vllm_reranker(model_06b: Path) -> Iterator[Reranker]:
 
 class TestVllmContract(EngineContract):
     tolerance = 2e-2  # vLLM batches by its own schedule, in bf16
+    # A repeated call hits vLLM's prefix cache: cached keys/values instead of recomputed ones
+    # (on the H100 the two calls differed; bit-identical on the H200 run).
+    repeat_tolerance = 2e-2
 
     @pytest.fixture
     def contract_reranker(self, vllm_reranker: Reranker) -> Reranker:

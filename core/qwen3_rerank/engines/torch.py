@@ -246,13 +246,35 @@ class TorchEngine(ThreadedEngine):
         encoded = [self.encoder.encode(r.query, r.documents, r.instruction) for r in requests]
         pairs = [(q, d) for q, e in enumerate(encoded) for d in range(len(e.document_ids))]
         flat = [0.0] * len(pairs)
+        # One batch stays in flight: while the GPU runs it, the CPU packs and launches the
+        # next, and only then waits for the scores of the first.
+        pending: list[tuple[list[int], torch_.Tensor]] = []
         for batch in self._plan(encoded, pairs):
-            scores = self._run(encoded, [pairs[i] for i in batch])
-            for i, s in zip(batch, scores, strict=True):
-                flat[i] = s
-            if progress is not None:
-                progress(len(batch))
+            pending.append((batch, self._run(encoded, [pairs[i] for i in batch])))
+            if len(pending) > 1:
+                self._collect(*pending.pop(0), flat, progress)
+        for done in pending:
+            self._collect(*done, flat, progress)
         return split_scores(flat, [e.truncated for e in encoded])
+
+    def _collect(
+        self,
+        batch: list[int],
+        scores: torch_.Tensor,
+        flat: list[float],
+        progress: Progress | None,
+    ) -> None:
+        """Waits for one batch's scores and puts them in place."""
+        torch = _import_torch()
+        values = scores.cpu()
+        if not torch.isfinite(values).all():
+            raise EngineError(
+                f"the model produced non-finite scores in {self.dtype}; try dtype='float32'"
+            )
+        for i, s in zip(batch, values.tolist(), strict=True):
+            flat[i] = s
+        if progress is not None:
+            progress(len(batch))
 
     def _plan(self, encoded: list[EncodedRequest], pairs: list[tuple[int, int]]) -> list[list[int]]:
         if self._packed is None:
@@ -265,8 +287,8 @@ class TorchEngine(ThreadedEngine):
             self.max_batch_tokens,
         )
 
-    def _run(self, encoded: list[EncodedRequest], pairs: list[tuple[int, int]]) -> list[float]:
-        """Scores one batch; on out-of-memory, scores its halves and plans smaller batches.
+    def _run(self, encoded: list[EncodedRequest], pairs: list[tuple[int, int]]) -> torch_.Tensor:
+        """Launches one batch; on out-of-memory, runs its halves and plans smaller batches.
 
         The retry happens after the ``except`` block: the exception's traceback holds the
         failed attempt's activations, and retrying inside it would run out of memory again.
@@ -285,11 +307,15 @@ class TorchEngine(ThreadedEngine):
             torch.cuda.empty_cache()
         self.max_batch_tokens = max(1, self.max_batch_tokens // 2)
         half = len(pairs) // 2
-        return self._run(encoded, pairs[:half]) + self._run(encoded, pairs[half:])
+        halves = (self._run(encoded, pairs[:half]), self._run(encoded, pairs[half:]))
+        scores: torch_.Tensor = torch.cat(halves)
+        return scores
 
-    def _forward(self, encoded: list[EncodedRequest], pairs: list[tuple[int, int]]) -> list[float]:
-        """Runs the model on one batch of (request, document) pairs; one fp32 score each."""
-        torch = _import_torch()
+    def _forward(
+        self, encoded: list[EncodedRequest], pairs: list[tuple[int, int]]
+    ) -> torch_.Tensor:
+        """Runs the model on one batch of (request, document) pairs: fp32 scores, on the
+        device and possibly not computed yet (the caller collects them)."""
         if self._packed is not None:
             from .packed import pack
 
@@ -299,15 +325,8 @@ class TorchEngine(ThreadedEngine):
                 [encoded[q].query_ids for q in queries],
                 [(slot[q], encoded[q].document_ids[d] + encoded[q].suffix_ids) for q, d in pairs],
             )
-            scores = self._packed.score(batch).cpu()
-        else:
-            scores = self._forward_padded([encoded[q].pair_ids(d) for q, d in pairs])
-        if not torch.isfinite(scores).all():
-            raise EngineError(
-                f"the model produced non-finite scores in {self.dtype}; try dtype='float32'"
-            )
-        result: list[float] = scores.tolist()
-        return result
+            return self._packed.score(batch)
+        return self._forward_padded([encoded[q].pair_ids(d) for q, d in pairs])
 
     def _forward_padded(self, ids: list[list[int]]) -> torch_.Tensor:
         """transformers' model on a left-padded batch: the reference path."""
