@@ -52,6 +52,12 @@ def accuracy(results: dict[str, Any], engine: str, workload: str) -> tuple[float
     return diff, rho
 
 
+def _fresh(results: dict[str, Any]) -> bool:
+    """Whether the run timed fresh inputs (it then also reports repeated-input figures)."""
+    rows = [r for w in results["workloads"].values() for r in w.values() if r]
+    return any("repeat_pairs_per_s" in r for r in rows)
+
+
 def fmt(value: Any, spec: str = ".1f") -> str:
     return "-" if value is None else format(value, spec)
 
@@ -67,8 +73,13 @@ def table(results: dict[str, Any]) -> str:
         "latencies of one query of the workload; torch peak = torch.cuda.max_memory_allocated "
         "(in-process engines); GPU peak = whole-GPU memory used (nvidia-smi every 50 ms). "
         "Accuracy: max |score - fp32 reference| and the lowest per-query Spearman correlation. "
-        "Timed passes use fresh inputs of the workload's shape; 'repeated input' replays the "
-        "warm-up's inputs (where present), which vLLM's prefix cache partly skips.",
+        + (
+            "Timed passes use fresh inputs of the workload's shape; 'repeated input' replays the "
+            "warm-up's inputs, which vLLM's prefix cache partly skips."
+            if _fresh(results)
+            else "This run timed the warm-up's inputs again on every pass (an older method: "
+            "vLLM's prefix cache partly skips repeated inputs)."
+        ),
         "",
     ]
     for w in WORKLOADS:
