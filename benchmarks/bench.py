@@ -43,6 +43,20 @@ WORKLOAD_ORDER = ["rag100x256", "mixed16x100", "long16x4000"]
 FRESH_VARIANTS = 2 * 3 + 12  # 3 timed passes per mode (2 modes), 12 latency samples
 
 
+def query_gpu(field: str) -> str:
+    """One nvidia-smi ``--query-gpu`` field of the first GPU (no CUDA context of our own)."""
+    return (
+        subprocess.run(
+            ["nvidia-smi", f"--query-gpu={field}", "--format=csv,noheader,nounits"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        .stdout.splitlines()[0]
+        .strip()
+    )
+
+
 class GpuMemory:
     """Polls whole-GPU used memory with nvidia-smi; ``peak()`` since the last ``reset()``."""
 

@@ -104,18 +104,30 @@ def load_transformers(model: str) -> Runner:
     return Runner(per_query)
 
 
+def batch_scores(rr: Reranker, queries: list[str], docs: list[list[str]]) -> Scores:
+    """Scores of every query's documents in one ``rerank_batch`` call, input order."""
+    return [
+        [r.score for r in sorted(res, key=lambda r: r.index)]
+        for res in rr.rerank_batch(queries, docs)
+    ]
+
+
+def _reranker_runner(rr: Reranker, in_process_torch: bool, info: dict[str, Any]) -> Runner:
+    return Runner(
+        lambda q, d: rr.score(q, d),
+        lambda qs, ds: batch_scores(rr, qs, ds),
+        rr.close,
+        in_process_torch=in_process_torch,
+        info=info,
+    )
+
+
 def load_ours(model: str, **options: Any) -> Runner:
     """qwen3-rerank's torch engine (packed, prefix-sharing)."""
     rr = Reranker(model, engine="torch", device="cuda", **options)
     engine: Any = rr.engine
-    return Runner(
-        lambda q, d: rr.score(q, d),
-        lambda qs, ds: [
-            [r.score for r in sorted(res, key=lambda r: r.index)] for res in rr.rerank_batch(qs, ds)
-        ],
-        rr.close,
-        info={"attention": engine.attention, "max_batch_tokens": engine.max_batch_tokens},
-    )
+    info = {"attention": engine.attention, "max_batch_tokens": engine.max_batch_tokens}
+    return _reranker_runner(rr, True, info)
 
 
 def load_vllm(model: str, **options: Any) -> Runner:
@@ -163,15 +175,7 @@ def load_vllm(model: str, **options: Any) -> Runner:
 def load_vllm_engine(model: str, **options: Any) -> Runner:
     """qwen3-rerank's vLLM engine (``Reranker(engine="vllm")``) with its reranking defaults."""
     rr = Reranker(model, engine="vllm", **options)
-    return Runner(
-        lambda q, d: rr.score(q, d),
-        lambda qs, ds: [
-            [r.score for r in sorted(res, key=lambda r: r.index)] for res in rr.rerank_batch(qs, ds)
-        ],
-        rr.close,
-        in_process_torch=False,
-        info={"options": options},
-    )
+    return _reranker_runner(rr, False, {"options": options})
 
 
 ENGINES: dict[str, Callable[[str], Runner]] = {

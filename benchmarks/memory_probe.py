@@ -19,23 +19,18 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from bench import query_gpu  # noqa: E402
 
 
 def smi_mib() -> int:
-    line = subprocess.run(
-        ["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()[0]
-    return int(line)
+    return int(query_gpu("memory.used"))
 
 
 def child(model: str, room_mib: int) -> dict[str, Any]:
     import torch
     from transformers import AutoTokenizer
 
-    sys.path.insert(0, str(HERE))
     from qwen3_rerank import Reranker
     from qwen3_rerank.engines import torch as torch_engine
     from workloads import build

@@ -29,7 +29,8 @@ import httpx
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from bench import GpuMemory  # noqa: E402
+from bench import GpuMemory, query_gpu  # noqa: E402
+from engines import batch_scores  # noqa: E402
 from qwen3_rerank import Reranker  # noqa: E402
 from qwen3_rerank.engines.vllm import QWEN3_RERANKER_OVERRIDES  # noqa: E402
 from workloads import Workload, build  # noqa: E402
@@ -41,19 +42,6 @@ def sample(workloads: dict[str, Workload]) -> tuple[list[str], list[list[str]]]:
     """Pairs for the score check: one rag100x256 query and four mixed16x100 queries."""
     rag, mixed = workloads["rag100x256"], workloads["mixed16x100"]
     return rag.queries[:1] + mixed.queries[:4], rag.documents[:1] + mixed.documents[:4]
-
-
-def scores_of(rr: Reranker, queries: list[str], docs: list[list[str]]) -> list[list[float]]:
-    return [
-        [r.score for r in sorted(res, key=lambda r: r.index)]
-        for res in rr.rerank_batch(queries, docs)
-    ]
-
-
-def gpu_name() -> str:
-    return subprocess.run(
-        ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True
-    ).stdout.strip()
 
 
 def max_diff(a: list[list[float]], b: list[list[float]]) -> float:
@@ -167,7 +155,7 @@ def main() -> int:
     if args.reference_child:  # a process of its own, so that its CUDA memory is gone after
         queries, docs = json.loads((out / ".sample.json").read_text())
         with Reranker(args.model, engine="torch", device=args.device) as rr:
-            (out / ".reference.json").write_text(json.dumps(scores_of(rr, queries, docs)))
+            (out / ".reference.json").write_text(json.dumps(batch_scores(rr, queries, docs)))
         return 0
     from transformers import AutoTokenizer
 
@@ -180,7 +168,7 @@ def main() -> int:
     subprocess.run([*cmd, "--device", args.device, "--reference-child"], check=True)
     reference = json.loads((out / ".reference.json").read_text())
     result: dict[str, Any] = {
-        "device": gpu_name(),
+        "device": query_gpu("name"),
         "concurrency": CONCURRENCY,
         "check_pairs": sum(len(d) for d in docs),
         "servers": {},
@@ -212,7 +200,7 @@ def main() -> int:
         proc, started = serve(cmd, url, out / f"serve_{server}.log")
         try:
             rr = Reranker.remote(url, model=model, api=api, max_concurrency=CONCURRENCY)
-            got = scores_of(rr, queries, docs)
+            got = batch_scores(rr, queries, docs)
             rr.close()
             entry: dict[str, Any] = {
                 "start_s": round(started, 1),

@@ -86,11 +86,7 @@ class Qwen3Rerank(BaseDocumentCompressor):
         )
         try:
             results = self._reranker.rerank(
-                query,
-                [d.page_content for d in documents],
-                top_n=self.top_n,
-                score_threshold=self.score_threshold,
-                instruction=self.instruction,
+                query, [d.page_content for d in documents], **self._options()
             )
         except BaseException as exc:
             run.on_chain_error(exc)
@@ -98,6 +94,13 @@ class Qwen3Rerank(BaseDocumentCompressor):
         out = _scored_documents(documents, results)
         run.on_chain_end({"documents": out})
         return out
+
+    def _options(self) -> dict[str, Any]:
+        return {
+            "top_n": self.top_n,
+            "score_threshold": self.score_threshold,
+            "instruction": self.instruction,
+        }
 
     async def acompress_documents(
         self,
@@ -111,11 +114,7 @@ class Qwen3Rerank(BaseDocumentCompressor):
         )
         try:
             results = await self._reranker.arerank(
-                query,
-                [d.page_content for d in documents],
-                top_n=self.top_n,
-                score_threshold=self.score_threshold,
-                instruction=self.instruction,
+                query, [d.page_content for d in documents], **self._options()
             )
         except BaseException as exc:
             await run.on_chain_error(exc)

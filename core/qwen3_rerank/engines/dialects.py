@@ -73,13 +73,19 @@ def _with_model(body: dict[str, Any], model: str | None) -> dict[str, Any]:
     return {"model": model, **body} if model else body
 
 
+def _rerank_body(
+    query: str, documents: Sequence[str], model: str | None, **extra: Any
+) -> dict[str, Any]:
+    """The ``query, documents, top_n`` request most /rerank APIs share; all results asked for."""
+    body = {"query": query, "documents": list(documents), "top_n": len(documents), **extra}
+    return _with_model(body, model)
+
+
 DIALECTS: dict[str, Dialect] = {
     "qwen3": Dialect(  # qwen3-rerank's own server: vLLM's shape plus the instruction
         "qwen3",
         "/v1/rerank",
-        lambda q, d, m, i: _with_model(
-            {"query": q, "documents": list(d), "top_n": len(d), "instruction": i}, m
-        ),
+        lambda q, d, m, i: _rerank_body(q, d, m, instruction=i),
         "results",
         "relevance_score",
         sends_instruction=True,
@@ -87,7 +93,7 @@ DIALECTS: dict[str, Dialect] = {
     "vllm": Dialect(
         "vllm",
         "/v1/rerank",
-        lambda q, d, m, i: _with_model({"query": q, "documents": list(d), "top_n": len(d)}, m),
+        lambda q, d, m, i: _rerank_body(q, d, m),
         "results",
         "relevance_score",
         templated_by_client=True,
@@ -103,16 +109,14 @@ DIALECTS: dict[str, Dialect] = {
     "cohere": Dialect(
         "cohere",
         "/v2/rerank",
-        lambda q, d, m, i: _with_model({"query": q, "documents": list(d), "top_n": len(d)}, m),
+        lambda q, d, m, i: _rerank_body(q, d, m),
         "results",
         "relevance_score",
     ),
     "jina": Dialect(
         "jina",
         "/v1/rerank",
-        lambda q, d, m, i: _with_model(
-            {"query": q, "documents": list(d), "top_n": len(d), "return_documents": False}, m
-        ),
+        lambda q, d, m, i: _rerank_body(q, d, m, return_documents=False),
         "results",
         "relevance_score",
     ),
@@ -127,9 +131,7 @@ DIALECTS: dict[str, Dialect] = {
     "infinity": Dialect(
         "infinity",
         "/rerank",
-        lambda q, d, m, i: _with_model(
-            {"query": q, "documents": list(d), "top_n": len(d), "return_documents": False}, m
-        ),
+        lambda q, d, m, i: _rerank_body(q, d, m, return_documents=False),
         "results",
         "relevance_score",
     ),
