@@ -20,16 +20,7 @@ from pydantic import ValidationError
 
 from langchain_qwen3_rerank import Qwen3Rerank
 from qwen3_rerank import InvalidInputError, Reranker
-
-QUERY = "how do plants make food?"
-TEXTS = [
-    "Photosynthesis turns light, water and carbon dioxide into sugar.",
-    "The stock market fell on Tuesday.",
-    "Chlorophyll absorbs light in the leaves of plants.",
-    "光合作用是植物制造食物的方式。",
-    "A recipe for banana bread with walnuts.",
-    "Roots take up water and minerals from the soil.",
-]
+from tests.integrations.corpus import QUERY, TEXTS
 
 
 def make_documents() -> list[Document]:

@@ -21,16 +21,7 @@ from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle, Te
 
 from llama_index.postprocessor.qwen3_rerank import Qwen3Rerank
 from qwen3_rerank import Reranker
-
-QUERY = "how do plants make food?"
-TEXTS = [
-    "Photosynthesis turns light, water and carbon dioxide into sugar.",
-    "The stock market fell on Tuesday.",
-    "Chlorophyll absorbs light in the leaves of plants.",
-    "光合作用是植物制造食物的方式。",
-    "A recipe for banana bread with walnuts.",
-    "Roots take up water and minerals from the soil.",
-]
+from tests.integrations.corpus import QUERY, TEXTS
 
 
 @pytest.fixture(scope="module")
