@@ -132,12 +132,12 @@ def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tens
 
 def _pre_attention(
     x: torch.Tensor,
+    cos: torch.Tensor,
+    sin: torch.Tensor,
     norm_w: torch.Tensor,
     qkv_w: torch.Tensor,
     q_norm_w: torch.Tensor,
     k_norm_w: torch.Tensor,
-    cos: torch.Tensor,
-    sin: torch.Tensor,
     heads: int,
     kv_heads: int,
     head_dim: int,
@@ -167,6 +167,22 @@ def _post_attention(
     x = x + attn.reshape(x.shape[0], -1) @ o_w.t()
     gate, up = (_rms_norm(x, norm_w, eps) @ gate_up_w.t()).chunk(2, dim=-1)
     return x + (F.silu(gate) * up) @ down_w.t()
+
+
+def _compile_for_tokens(fn: Callable[..., Any], token_args: int) -> Callable[..., Any]:
+    """``torch.compile`` with one dynamic size, the token count (dim 0 of the first
+    ``token_args`` arguments): one graph serves every batch, and the head and hidden sizes stay
+    constants. With ``dynamic=True`` they were symbolic too, and inductor emitted looped
+    reductions: the q/k norm + RoPE kernel ran 6x under memory bandwidth on the H100
+    (benchmarks/results/probes/latency_probe_dynamic_all.json)."""
+    compiled = torch.compile(fn, dynamic=None)
+
+    def run(*args: Any) -> Any:
+        for tensor in args[:token_args]:
+            torch._dynamo.mark_dynamic(tensor, 0)
+        return compiled(*args)
+
+    return run
 
 
 def attention_loop(
@@ -310,8 +326,8 @@ class PackedQwen3:
         self._pre: Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = _pre_attention
         self._post: Callable[..., torch.Tensor] = _post_attention
         if compile:
-            self._pre = torch.compile(_pre_attention, dynamic=True)
-            self._post = torch.compile(_post_attention, dynamic=True)
+            self._pre = _compile_for_tokens(_pre_attention, token_args=3)
+            self._post = _compile_for_tokens(_post_attention, token_args=2)
 
     @property
     def weight_bytes(self) -> int:
@@ -371,7 +387,7 @@ class PackedQwen3:
         sin = (angles.sin() * self.rope_scaling).to(self.dtype)
         for ln1, qkv_w, qn, kn, o_w, ln2, gu_w, d_w in self.layers:
             q, k, v = self._pre(
-                x, ln1, qkv_w, qn, kn, cos, sin, self.heads, self.kv_heads, self.head_dim, self.eps
+                x, cos, sin, ln1, qkv_w, qn, kn, self.heads, self.kv_heads, self.head_dim, self.eps
             )
             attn = self.attention(q, k[batch.key_index], v[batch.key_index], batch, self.scale)
             x = self._post(x, attn, o_w, ln2, gu_w, d_w, self.eps)

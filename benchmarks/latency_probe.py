@@ -1,0 +1,203 @@
+"""Where one 100-document query's time goes on the GPU, and how low it could go (CUDA only).
+
+    python benchmarks/latency_probe.py --model MODEL --out OUT
+
+On one query of rag100x256 (fresh inputs each time) it measures: the wall time of
+``Reranker.rerank``; the CPU time of tokenising it; the CUDA kernel time by kind (torch
+profiler: matmuls, attention, fused elementwise kernels, gathers and copies, the rest); and, on
+the same packed shapes, the 28 layers' matmuls alone in bf16 (cuBLAS) and in FP8 with
+row-wise scales (``torch._scaled_mm``), and the attention kernel alone. The matmuls alone are
+a floor no bf16 engine of this model goes under. Writes OUT/latency_probe.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+
+def kind_of(kernel: str) -> str:
+    name = kernel.lower()
+    if "flash" in name or "fmha" in name:
+        return "attention"
+    if any(k in name for k in ("gemm", "nvjet", "cutlass", "xmma", "sm90_", "matmul")):
+        return "matmul"
+    if name.startswith("triton"):
+        return "fused elementwise (triton)"
+    if "index" in name or "gather" in name or "scatter" in name:
+        return "gather / index"
+    if "copy" in name or "memcpy" in name or "memset" in name:
+        return "copy"
+    return "other"
+
+
+def best_ms(fn: Any, reps: int = 5) -> float:
+    import torch
+
+    fn()
+    best = float("inf")
+    for _ in range(reps):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        best = min(best, start.elapsed_time(end))
+    return best
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args()
+
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+    from transformers import AutoTokenizer
+
+    from qwen3_rerank import Reranker
+    from qwen3_rerank.engines.packed import attention_flash, pack
+    from qwen3_rerank.prompt import DEFAULT_INSTRUCTION
+    from workloads import build
+
+    tokenizer = AutoTokenizer.from_pretrained(args.model)
+    queries = [build(tokenizer, seed=s)["rag100x256"] for s in range(16)]
+    one = [(wl.queries[0], wl.documents[0]) for wl in queries]
+    reranker = Reranker(args.model, device="cuda")
+    engine: Any = reranker.engine
+    packed = engine._packed
+    result: dict[str, Any] = {
+        "device": torch.cuda.get_device_name(),
+        "torch": torch.__version__,
+        "max_batch_tokens": engine.max_batch_tokens,
+        "attention": engine.attention,
+    }
+    for _ in range(3):
+        reranker.rerank(*one[0])  # warm-up and compile
+
+    walls = []
+    for q, docs in one[1:11]:
+        torch.cuda.synchronize()
+        t = time.perf_counter()
+        reranker.rerank(q, docs)
+        walls.append((time.perf_counter() - t) * 1000)
+    result["wall_ms_p50"] = round(statistics.median(walls), 2)
+
+    encode = []
+    for q, docs in one[1:11]:
+        t = time.perf_counter()
+        encoded = engine.encoder.encode(q, docs, DEFAULT_INSTRUCTION)
+        encode.append((time.perf_counter() - t) * 1000)
+    result["tokenize_ms_p50"] = round(statistics.median(encode), 2)
+
+    reps = 3
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        for q, docs in one[11 : 11 + reps]:
+            reranker.rerank(q, docs)
+        torch.cuda.synchronize()
+    by_kind: dict[str, float] = defaultdict(float)
+    kernels = []
+    for evt in prof.key_averages():
+        us = evt.self_device_time_total
+        if us <= 0:
+            continue
+        by_kind[kind_of(evt.key)] += us / reps / 1000
+        kernels.append((us / reps / 1000, evt.count // reps, evt.key[:120]))
+    kernels.sort(reverse=True)
+    result["kernel_ms_by_kind"] = {k: round(v, 2) for k, v in sorted(by_kind.items())}
+    result["kernel_ms_total"] = round(sum(by_kind.values()), 2)
+    result["top_kernels"] = [
+        {"ms": round(ms, 3), "calls": n, "name": name} for ms, n, name in kernels[:25]
+    ]
+
+    # The same query's packed shape, for the parts timed alone.
+    batch = pack(
+        [encoded.query_ids],
+        [(0, d + encoded.suffix_ids) for d in encoded.document_ids],
+    ).to(torch.device("cuda"))
+    rows = int(batch.cu_q[-1])
+    result["packed_tokens"] = rows
+    layers = len(packed.layers)
+    dt = packed.dtype
+    weights = [packed.layers[0][i] for i in (1, 4, 6, 7)]  # qkv, o, gate_up, down
+    inputs = [torch.randn(rows, w.shape[1], device="cuda", dtype=dt) for w in weights]
+
+    def matmuls_bf16() -> None:
+        for _ in range(layers):
+            for x, w in zip(inputs, weights, strict=True):
+                x @ w.t()
+
+    flops = 2 * rows * sum(w.shape[0] * w.shape[1] for w in weights) * layers
+    ms = best_ms(matmuls_bf16)
+    result["matmuls_bf16_ms"] = round(ms, 2)
+    result["matmuls_bf16_tflops"] = round(flops / ms / 1e9, 1)
+
+    fp8 = torch.float8_e4m3fn
+    w_scale = [w.float().abs().amax(dim=1, keepdim=True) / 448 for w in weights]
+    w8 = [(w.float() / s).to(fp8) for w, s in zip(weights, w_scale, strict=True)]
+
+    def quantize(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        scale = x.float().abs().amax(dim=1, keepdim=True).clamp(min=1e-12) / 448
+        return (x.float() / scale).to(fp8), scale
+
+    x8 = [quantize(x) for x in inputs]
+    try:
+
+        def matmuls_fp8() -> None:
+            for _ in range(layers):
+                for (x, xs), w, ws in zip(x8, w8, w_scale, strict=True):
+                    torch._scaled_mm(x, w.t(), scale_a=xs, scale_b=ws.t(), out_dtype=dt)
+
+        ms = best_ms(matmuls_fp8)
+        result["matmuls_fp8_rowwise_ms"] = round(ms, 2)
+        result["matmuls_fp8_rowwise_tflops"] = round(flops / ms / 1e9, 1)
+
+        def quantize_all() -> None:
+            for _ in range(layers):
+                for x in inputs:
+                    quantize(x)
+
+        result["fp8_quantize_eager_ms"] = round(best_ms(quantize_all), 2)
+    except (RuntimeError, TypeError) as exc:
+        result["matmuls_fp8_error"] = str(exc)[:300]
+
+    heads, kv_heads, hd = packed.heads, packed.kv_heads, packed.head_dim
+    q = torch.randn(rows, heads, hd, device="cuda", dtype=dt)
+    k = torch.randn(rows, kv_heads, hd, device="cuda", dtype=dt)
+    v = torch.randn(rows, kv_heads, hd, device="cuda", dtype=dt)
+    kg, vg = k[batch.key_index], v[batch.key_index]
+
+    def attention() -> None:
+        for _ in range(layers):
+            attention_flash(q, kg, vg, batch, packed.scale)
+
+    def gathers() -> None:
+        for _ in range(layers):
+            k[batch.key_index]
+            v[batch.key_index]
+
+    result["attention_flash_ms"] = round(best_ms(attention), 2)
+    result["kv_gathers_ms"] = round(best_ms(gathers), 2)
+    reranker.close()
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "latency_probe.json").write_text(json.dumps(result, indent=1))
+    print(json.dumps({k: v for k, v in result.items() if k != "top_kernels"}, indent=1))
+    for entry in result["top_kernels"][:15]:
+        print(entry)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
