@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-__all__ = ["plan_batches", "plan_packed"]
+__all__ = ["PackedPlanner", "plan_batches"]
 
 
 def plan_batches(
@@ -45,41 +45,39 @@ def plan_batches(
     return batches
 
 
-def plan_packed(
-    query_of: Sequence[int], lengths: Sequence[int], prefix_lengths: Sequence[int], max_tokens: int
-) -> list[list[int]]:
-    """Groups documents into packed batches that share their queries' prefixes.
+class PackedPlanner:
+    """Greedy packed batches, fed one document at a time (so batching can start before all
+    documents are tokenized).
 
     A batch holds each of its queries' prefix once plus its documents' tokens, end to end with
-    no padding. Documents stay in input order, so the documents of one query share batches and
-    its prefix is computed as few times as possible.
-
-    Args:
-        query_of: For each document, the index of its query.
-        lengths: For each document, its own token count (document part and suffix).
-        prefix_lengths: For each query, the token count of its shared prefix.
-        max_tokens: Budget of packed tokens per batch; a document that cannot fit even alone
-            gets a batch of its own.
-
-    Returns:
-        Lists of document indices; every index appears exactly once.
+    no padding. Documents stay in the order given, so the documents of one query share batches
+    and its prefix is computed as few times as possible. A document that cannot fit even alone
+    gets a batch of its own.
     """
-    if max_tokens < 1:
-        raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
-    batches: list[list[int]] = []
-    current: list[int] = []
-    queries: set[int] = set()
-    used = 0
-    for i, n in enumerate(lengths):
-        q = query_of[i]
-        cost = n + (0 if q in queries else prefix_lengths[q])
-        if current and used + cost > max_tokens:
-            batches.append(current)
-            current, queries, used = [], set(), 0
-            cost = n + prefix_lengths[q]
-        current.append(i)
-        queries.add(q)
-        used += cost
-    if current:
-        batches.append(current)
-    return batches
+
+    def __init__(self, max_tokens: int) -> None:
+        if max_tokens < 1:
+            raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
+        self.max_tokens = max_tokens
+        self._current: list[int] = []
+        self._queries: set[int] = set()
+        self._used = 0
+
+    def add(self, item: int, query: int, length: int, prefix_length: int) -> list[int] | None:
+        """Adds a document; returns the batch it closed, if adding it closed one."""
+        cost = length + (0 if query in self._queries else prefix_length)
+        closed = None
+        if self._current and self._used + cost > self.max_tokens:
+            closed = self.finish()
+            cost = length + prefix_length
+        self._current.append(item)
+        self._queries.add(query)
+        self._used += cost
+        return closed
+
+    def finish(self) -> list[int] | None:
+        """The open batch, if any, and a fresh start."""
+        batch = self._current or None
+        self._current, self._queries, self._used = [], set(), 0
+        return batch
+

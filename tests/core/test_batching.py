@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from qwen3_rerank.batching import plan_batches, plan_packed
+from qwen3_rerank.batching import PackedPlanner, plan_batches
 
 
 @pytest.mark.parametrize("padded", [True, False])
@@ -26,6 +26,20 @@ def test_every_index_once_and_within_budget(padded: bool, budget: int) -> None:
 def test_longest_first_and_padded_cost_counts_the_longest_row() -> None:
     assert plan_batches([10, 100, 50, 50], 200, padded=True) == [[1, 2], [3, 0]]
     assert plan_batches([10, 100, 50, 50], 200, padded=False) == [[1, 2, 3], [0]]
+
+
+def plan_packed(
+    query_of: list[int], lengths: list[int], prefixes: list[int], budget: int
+) -> list[list[int]]:
+    """Every batch the planner closes, fed the documents in order, then the open one."""
+    planner = PackedPlanner(budget)
+    batches = [
+        closed
+        for i, (q, n) in enumerate(zip(query_of, lengths, strict=True))
+        if (closed := planner.add(i, q, n, prefixes[q])) is not None
+    ]
+    last = planner.finish()
+    return batches + ([last] if last else [])
 
 
 def test_empty_and_bad_budget() -> None:

@@ -230,3 +230,35 @@ def test_non_finite_scores_are_an_engine_error(tiny_model: Path) -> None:
         pytest.raises(EngineError, match="non-finite"),
     ):
         rr.score(QUERY, DOCUMENTS)
+
+
+def test_compiled_path_matches_and_compiles_once(tiny_model: Path, reranker: Reranker) -> None:
+    """compile=True (the CUDA default) scores like eager, and batches of other token counts
+    reuse the one graph: a recompile per batch size would stall every new shape."""
+    from torch._dynamo.utils import counters
+
+    with Reranker(tiny_model, device="cpu", compile=True, max_batch_tokens=300) as rr:
+        first = rr.score(QUERY, DOCUMENTS)
+        graphs = counters["stats"]["unique_graphs"]
+        both = rr.rerank_batch([QUERY, "a different query"], [DOCUMENTS[::-1], DOCUMENTS[:2]])
+        assert counters["stats"]["unique_graphs"] == graphs
+    assert first == pytest.approx(reranker.score(QUERY, DOCUMENTS), abs=1e-4)
+    reversed_scores = [r.score for r in sorted(both[0], key=lambda r: r.index)]
+    assert reversed_scores == pytest.approx(first[::-1], abs=1e-4)
+
+
+def test_pieces_tokenized_apart_score_like_one_piece(tiny_model: Path) -> None:
+    """Requests tokenized in many small pieces (while earlier batches run) give the scores and
+    truncation flags of the padded reference, which tokenizes each request whole."""
+    queries = [QUERY, "which city has a river", "bread"]
+    docs = [DOCUMENTS, ["river " * 400, *DOCUMENTS[:3]], DOCUMENTS[::-1]]
+    with (
+        Reranker(tiny_model, device="cpu", max_length=200, max_batch_tokens=200) as pieces,
+        Reranker(tiny_model, device="cpu", max_length=200, fast=False) as whole,
+    ):
+        got = pieces.rerank_batch(queries, docs)
+        want = whole.rerank_batch(queries, docs)
+    for g, w in zip(got, want, strict=True):
+        assert [(r.index, r.truncated) for r in g] == [(r.index, r.truncated) for r in w]
+        assert [r.score for r in g] == pytest.approx([r.score for r in w], abs=1e-4)
+    assert [r.truncated for r in got[1] if r.index == 0] == [True]
