@@ -80,4 +80,3 @@ class PackedPlanner:
         batch = self._current or None
         self._current, self._queries, self._used = [], set(), 0
         return batch
-

@@ -37,7 +37,7 @@ Attention = Callable[..., torch.Tensor]
 class PackedBatch:
     """Index tensors describing one packed batch (built on the CPU, then moved)."""
 
-    tokens: torch.Tensor  # [T] token ids: all prefixes, then all documents (stays on the CPU)
+    tokens: torch.Tensor  # [T] token ids: all prefixes, then all documents
     positions: torch.Tensor  # [T] rotary positions
     key_index: torch.Tensor  # [Tk] rows of the packed keys/values each sequence attends to
     cu_q: torch.Tensor  # [S+1] int32 query-side sequence offsets
@@ -56,20 +56,24 @@ class PackedBatch:
         return self.groups
 
     def to(self, device: torch.device) -> PackedBatch:
-        """The index tensors on ``device``; token ids stay put (only the embedding reads them)."""
+        """The batch on ``device``, in one copy from pinned host memory.
 
-        def move(t: torch.Tensor) -> torch.Tensor:
-            return t.to(device, non_blocking=True)
-
+        Why pinned: a copy from pageable memory makes the CPU wait until the GPU has finished
+        the work already queued, so the next batch could not be packed and launched while the
+        previous one ran (the H100 sat idle a quarter of one query's time; latency_probe)."""
+        if device.type == "cpu":
+            return self
+        parts = (self.tokens, self.positions, self.key_index, self.cu_q, self.cu_k, self.last)
+        host = torch.cat([p.long() for p in parts])
+        if device.type == "cuda":
+            host = host.pin_memory()
+        flat, start, moved = host.to(device, non_blocking=True), 0, []
+        for p in parts:
+            moved.append(flat[start : start + p.numel()])
+            start += p.numel()
+        tokens, positions, key_index, cu_q, cu_k, last = moved
         return PackedBatch(
-            self.tokens,
-            move(self.positions),
-            move(self.key_index),
-            move(self.cu_q),
-            move(self.cu_k),
-            self.max_q,
-            self.max_k,
-            move(self.last),
+            tokens, positions, key_index, cu_q.int(), cu_k.int(), self.max_q, self.max_k, last
         )
 
 
@@ -370,17 +374,15 @@ class PackedQwen3:
         if got.shape == want.shape and torch.allclose(got, want, atol=2e-2, rtol=0):
             self.attention = attention_flash
 
-    def _embed(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Embedding rows of CPU token ids, on the device."""
-        if self.embed_on_host:
-            return self.embed[tokens].pin_memory().to(self.device, non_blocking=True)
-        return self.embed[tokens.to(self.device, non_blocking=True)]
-
     @torch.inference_mode()
     def score(self, batch: PackedBatch) -> torch.Tensor:
         """fp32 P(yes) of each document of a packed batch built on the CPU by :func:`pack`."""
-        x = self._embed(batch.tokens)
+        host_tokens = batch.tokens
         batch = batch.to(self.device)
+        if self.embed_on_host:  # gather the rows on the CPU, copy only those
+            x = self.embed[host_tokens].pin_memory().to(self.device, non_blocking=True)
+        else:
+            x = self.embed[batch.tokens]
         freqs = batch.positions.float()[:, None] * self.inv_freq[None, :]
         angles = torch.cat((freqs, freqs), dim=-1)
         cos = (angles.cos() * self.rope_scaling).to(self.dtype)
