@@ -202,6 +202,32 @@ def main() -> int:
             v[batch.key_index]
 
     result["attention_flash_ms"] = round(best_ms(attention), 2)
+
+    # CPU cost of launching one full batch, next to its GPU time: if launching takes as long
+    # as running, the GPU waits on Python, whatever the kernels.
+    docs, used = [], 0
+    for d in encoded.document_ids:
+        used += len(d) + len(encoded.suffix_ids)
+        if used > engine.max_batch_tokens - len(encoded.query_ids):
+            break
+        docs.append((0, d + encoded.suffix_ids))
+    full = pack([encoded.query_ids], docs)
+    launch: dict[str, float] = {}
+    for name, fn in {
+        "score_one_batch": lambda: packed.score(full),
+        "pack_one_batch": lambda: pack([encoded.query_ids], docs),
+        "to_device": lambda: full.to(torch.device("cuda")),
+    }.items():
+        fn()
+        torch.cuda.synchronize()
+        t = time.perf_counter()
+        for _ in range(5):
+            fn()
+        launch[f"{name}_cpu_ms"] = round((time.perf_counter() - t) / 5 * 1000, 2)
+        torch.cuda.synchronize()
+        launch[f"{name}_wall_ms"] = round((time.perf_counter() - t) / 5 * 1000, 2)
+    launch["tokens"] = int(full.cu_q[-1])
+    result["launch"] = launch
     result["kv_gathers_ms"] = round(best_ms(gathers), 2)
     reranker.close()
 

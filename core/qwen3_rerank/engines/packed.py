@@ -189,6 +189,31 @@ def _compile_for_tokens(fn: Callable[..., Any], token_args: int) -> Callable[...
     return run
 
 
+def _all_layers_flash(
+    x: torch.Tensor,
+    cos: torch.Tensor,
+    sin: torch.Tensor,
+    key_index: torch.Tensor,
+    cu_q: torch.Tensor,
+    cu_k: torch.Tensor,
+    max_q: int,
+    max_k: int,
+    layers: list[tuple[torch.Tensor, ...]],
+    shape: tuple[int, int, int, float, float],
+) -> torch.Tensor:
+    """Every decoder layer, attention by FlashAttention: compiled as one graph on CUDA.
+
+    Why one graph: compiled piece by piece, launching one 8k-token batch took 18 ms of CPU
+    for 21 ms of GPU work on the H100, so the GPU waited on Python between kernels; one graph
+    launches them all from generated code (benchmarks/results/probes/latency_probe*.json)."""
+    heads, kv_heads, head_dim, eps, scale = shape
+    for ln1, qkv_w, qn, kn, o_w, ln2, gu_w, d_w in layers:
+        q, k, v = _pre_attention(x, cos, sin, ln1, qkv_w, qn, kn, heads, kv_heads, head_dim, eps)
+        attn = _flash(q, k[key_index], v[key_index], cu_q, cu_k, max_q, max_k, scale)
+        x = _post_attention(x, attn, o_w, ln2, gu_w, d_w, eps)
+    return x
+
+
 def attention_loop(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, batch: PackedBatch, scale: float
 ) -> torch.Tensor:
@@ -260,8 +285,21 @@ def attention_flash(
 ) -> torch.Tensor:
     """FlashAttention-2 varlen kernel shipped in PyTorch (CUDA, 16-bit): GQA, causal
     masks aligned bottom-right when a sequence has more keys than queries."""
+    return _flash(q, k, v, batch.cu_q, batch.cu_k, batch.max_q, batch.max_k, scale)
+
+
+def _flash(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    cu_q: torch.Tensor,
+    cu_k: torch.Tensor,
+    max_q: int,
+    max_k: int,
+    scale: float,
+) -> torch.Tensor:
     out = torch.ops.aten._flash_attention_forward(
-        q, k, v, batch.cu_q, batch.cu_k, batch.max_q, batch.max_k, 0.0, True, False, scale=scale
+        q, k, v, cu_q, cu_k, max_q, max_k, 0.0, True, False, scale=scale
     )
     result: torch.Tensor = out[0]
     return result
@@ -329,9 +367,11 @@ class PackedQwen3:
         self.attention: Attention = attention_grouped
         self._pre: Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = _pre_attention
         self._post: Callable[..., torch.Tensor] = _post_attention
+        self._flash_layers: Callable[..., torch.Tensor] | None = None
         if compile:
             self._pre = _compile_for_tokens(_pre_attention, token_args=3)
             self._post = _compile_for_tokens(_post_attention, token_args=2)
+            self._flash_layers = _compile_for_tokens(_all_layers_flash, token_args=6)
 
     @property
     def weight_bytes(self) -> int:
@@ -387,11 +427,36 @@ class PackedQwen3:
         angles = torch.cat((freqs, freqs), dim=-1)
         cos = (angles.cos() * self.rope_scaling).to(self.dtype)
         sin = (angles.sin() * self.rope_scaling).to(self.dtype)
-        for ln1, qkv_w, qn, kn, o_w, ln2, gu_w, d_w in self.layers:
-            q, k, v = self._pre(
-                x, cos, sin, ln1, qkv_w, qn, kn, self.heads, self.kv_heads, self.head_dim, self.eps
+        if self._flash_layers is not None and self.attention is attention_flash:
+            shape = (self.heads, self.kv_heads, self.head_dim, self.eps, self.scale)
+            x = self._flash_layers(
+                x,
+                cos,
+                sin,
+                batch.key_index,
+                batch.cu_q,
+                batch.cu_k,
+                batch.max_q,
+                batch.max_k,
+                self.layers,
+                shape,
             )
-            attn = self.attention(q, k[batch.key_index], v[batch.key_index], batch, self.scale)
-            x = self._post(x, attn, o_w, ln2, gu_w, d_w, self.eps)
+        else:
+            for ln1, qkv_w, qn, kn, o_w, ln2, gu_w, d_w in self.layers:
+                q, k, v = self._pre(
+                    x,
+                    cos,
+                    sin,
+                    ln1,
+                    qkv_w,
+                    qn,
+                    kn,
+                    self.heads,
+                    self.kv_heads,
+                    self.head_dim,
+                    self.eps,
+                )
+                attn = self.attention(q, k[batch.key_index], v[batch.key_index], batch, self.scale)
+                x = self._post(x, attn, o_w, ln2, gu_w, d_w, self.eps)
         last = _rms_norm(x[batch.last], self.norm, self.eps)
         return torch.sigmoid(last.float() @ self.direction + self.offset)
