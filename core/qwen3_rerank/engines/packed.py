@@ -56,11 +56,8 @@ class PackedBatch:
         return self.groups
 
     def to(self, device: torch.device) -> PackedBatch:
-        """The batch on ``device``, in one copy from pinned host memory.
-
-        Why pinned: a copy from pageable memory makes the CPU wait until the GPU has finished
-        the work already queued, so the next batch could not be packed and launched while the
-        previous one ran (the H100 sat idle a quarter of one query's time; latency_probe)."""
+        """The batch on ``device``, in one copy from pinned host memory (six small copies from
+        pageable memory before; a pageable copy may wait for the GPU's queued work)."""
         if device.type == "cpu":
             return self
         parts = (self.tokens, self.positions, self.key_index, self.cu_q, self.cu_k, self.last)

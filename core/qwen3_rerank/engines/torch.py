@@ -123,8 +123,8 @@ class TorchEngine(ThreadedEngine):
         max_memory: Cap on the memory the engine allocates on the device, weights included
             (``"1.5GiB"``, ``"800MB"`` or bytes). Batches are sized to stay under it.
         fast: Use the packed prefix-sharing forward (default) or transformers' model.
-        compile: Fuse the per-token work with ``torch.compile`` (fast path only); ``None``
-            (default) compiles on CUDA, where it doubles throughput after a ~20 s warm-up.
+        compile: Compile the fast path with ``torch.compile``; ``None`` (default) compiles on
+            CUDA (all layers as one graph; the first calls take tens of seconds longer).
         **load_options: Passed to both ``from_pretrained`` calls (``revision``, ``cache_dir``,
             ``local_files_only``, ``token``, ...).
 
