@@ -171,11 +171,12 @@ def _post_attention(
 
 
 def _compile_for_tokens(fn: Callable[..., Any], token_args: int) -> Callable[..., Any]:
-    """``torch.compile`` with one dynamic size, the token count (dim 0 of the first
-    ``token_args`` arguments): one graph serves every batch, and the head and hidden sizes stay
-    constants. With ``dynamic=True`` they were symbolic too, and inductor emitted looped
-    reductions: the q/k norm + RoPE kernel ran 6x under memory bandwidth on the H100
-    (benchmarks/results/probes/latency_probe_dynamic_all.json)."""
+    """``torch.compile`` with only the batch-dependent sizes dynamic (dim 0 of the first
+    ``token_args`` arguments: token, key and sequence counts), so that batches of any size reuse
+    the graph while head and hidden sizes stay constants. With ``dynamic=True`` those were
+    symbolic too, and inductor emitted looped reductions: the q/k norm + RoPE kernel ran 6x
+    under memory bandwidth on the H100 (benchmarks/results/probes/latency_probe_dynamic_all.json).
+    Integer arguments (max_q, max_k) become dynamic after their first change: one recompile."""
     compiled = torch.compile(fn, dynamic=None)
 
     def run(*args: Any) -> Any:
