@@ -8,6 +8,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -352,3 +353,55 @@ def test_bad_settings_and_closed_engine(server: FakeServer) -> None:
     with pytest.raises(EngineError, match="closed"):
         rr.score(QUERY, DOCS)
     assert rr.score(QUERY, []) == []  # nothing to send
+
+
+class CountingTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
+    """Real HTTP transports that count the requests handed to them at once."""
+
+    def __init__(self) -> None:
+        self.sync, self.async_ = httpx.HTTPTransport(), httpx.AsyncHTTPTransport()
+        self.now = self.most = 0
+        self._lock = threading.Lock()
+
+    def _enter(self, step: int) -> None:
+        with self._lock:
+            self.now += step
+            self.most = max(self.most, self.now)
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self._enter(1)
+        try:
+            response = self.sync.handle_request(request)
+            response.read()
+            return response
+        finally:
+            self._enter(-1)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self._enter(1)
+        try:
+            response = await self.async_.handle_async_request(request)
+            await response.aread()
+            return response
+        finally:
+            self._enter(-1)
+
+
+def test_max_concurrency_holds_over_many_calls(server: FakeServer) -> None:
+    """Ten callers, two requests in flight: the others wait at the engine's gate, not queued
+    inside httpx's pool, which rescans every queued request each time one is added."""
+    server.behaviour = lambda p, b, n: ("stall", 0.1, ("json", 200, documented_answer(p, b)))
+    counted = CountingTransport()
+
+    async def run(rr: Reranker) -> list[list[float]]:
+        return await asyncio.gather(*(rr.ascore(QUERY, [DOCS[i]]) for i in range(10)))
+
+    with Reranker.remote(
+        server.url, api="cohere", max_concurrency=2, transport=counted, async_transport=counted
+    ) as rr:
+        answers = asyncio.run(run(rr))
+        with ThreadPoolExecutor(10) as pool:
+            threaded = list(pool.map(lambda i: rr.score(QUERY, [DOCS[i]]), range(10)))
+    assert answers == threaded == [[vendor_score(d)] for d in DOCS]
+    assert len(server.requests) == 20
+    assert counted.most == server.max_in_flight == 2
