@@ -21,11 +21,15 @@ def test_pack_layout() -> None:
     assert (batch.max_q, batch.max_k) == (3, 6)
 
 
-@pytest.mark.parametrize("limit", [2**20, 50])  # one group, or many small ones
+@pytest.mark.parametrize(
+    ("elements", "padding", "groups"),
+    [(2**20, float("inf"), 1), (2**20, 1.5, 6), (50, float("inf"), 12)],  # one, default, small
+)
 def test_grouped_attention_equals_the_per_sequence_loop(
-    monkeypatch: pytest.MonkeyPatch, limit: int
+    monkeypatch: pytest.MonkeyPatch, elements: int, padding: float, groups: int
 ) -> None:
-    monkeypatch.setattr(packed, "_GROUP_ELEMENTS", limit)
+    monkeypatch.setattr(packed, "_GROUP_ELEMENTS", elements)
+    monkeypatch.setattr(packed, "_PADDING_LIMIT", padding)
     gen = torch.Generator().manual_seed(0)
     prefixes = [[1] * 7, [2] * 3, [3] * 11]
     docs = [(i % 3, [4] * (1 + (5 * i) % 13)) for i in range(9)]
@@ -38,3 +42,4 @@ def test_grouped_attention_equals_the_per_sequence_loop(
     want = attention_loop(q, k, v, batch, 8**-0.5)
     got = attention_grouped(q, k, v, batch, 8**-0.5)
     assert torch.allclose(got, want, atol=1e-6)
+    assert len(batch.attention_groups(q.device, q.dtype)) == groups

@@ -45,14 +45,15 @@ class PackedBatch:
     max_q: int
     max_k: int
     last: torch.Tensor  # [n_docs] row of each document's last token
-    groups: list[tuple[torch.Tensor, ...]] | None = None  # attention_grouped's plan, cached
+    groups: list[AttentionGroup] | None = None  # attention_grouped's plan, made once
 
-    def attention_groups(self, device: torch.device) -> list[tuple[torch.Tensor, ...]]:
-        """Sequences of similar length gathered into padded groups: for each group, row
-        indices of queries and keys ``[G, Lq]`` / ``[G, Lk]``, the attention mask
-        ``[G, 1, Lq, Lk]`` (causal, aligned bottom-right) and which query slots are real."""
+    def attention_groups(self, device: torch.device, dtype: torch.dtype) -> list[AttentionGroup]:
+        """Sequences of similar length gathered into padded groups, each with its causal
+        mask aligned bottom-right (see ``AttentionGroup``)."""
         if self.groups is None:
-            self.groups = _plan_groups(self.cu_q.cpu().numpy(), self.cu_k.cpu().numpy(), device)
+            self.groups = _plan_groups(
+                self.cu_q.cpu().numpy(), self.cu_k.cpu().numpy(), device, dtype
+            )
         return self.groups
 
     def to(self, device: torch.device) -> PackedBatch:
@@ -231,22 +232,38 @@ def attention_loop(
 
 
 _GROUP_ELEMENTS = 2**20  # mask elements per group: bounds the padded score matrix
+_PADDING_LIMIT = 1.5  # padded / real score elements per group: keeps prefixes and documents
+#                       of very different lengths in separate SDPA calls
+
+
+@dataclass
+class AttentionGroup:
+    """Sequences of similar length, padded to one shape for a single SDPA call."""
+
+    q_index: torch.Tensor  # [G, Lq] packed rows of each sequence's queries (0 for padding)
+    k_index: torch.Tensor  # [G, Lk] packed rows of its keys/values
+    mask: torch.Tensor  # [G, 1, Lq, Lk] additive: 0 where a query sees a key, -inf elsewhere
+    real: torch.Tensor  # flat positions in [G * Lq] of the real (unpadded) queries
+    rows: torch.Tensor  # their packed rows: where the outputs go
 
 
 def _plan_groups(
-    cu_q: np.ndarray[Any, Any], cu_k: np.ndarray[Any, Any], device: torch.device
-) -> list[tuple[torch.Tensor, ...]]:
+    cu_q: np.ndarray[Any, Any], cu_k: np.ndarray[Any, Any], device: torch.device, dtype: torch.dtype
+) -> list[AttentionGroup]:
     lq, lk = np.diff(cu_q), np.diff(cu_k)
     order = np.lexsort((lk, lq))
     groups = []
     start = 0
     while start < len(order):
         end, widest = start + 1, lk[order[start]]
+        real = lq[order[start]] * widest
         while end < len(order):
-            wider = max(widest, lk[order[end]])
-            if (end - start + 1) * lq[order[end]] * wider > _GROUP_ELEMENTS:
+            seq = order[end]
+            wider, more = max(widest, lk[seq]), real + lq[seq] * lk[seq]
+            padded = (end - start + 1) * lq[seq] * wider
+            if padded > _GROUP_ELEMENTS or padded > _PADDING_LIMIT * more:
                 break
-            end, widest = end + 1, wider
+            end, widest, real = end + 1, wider, more
         seqs = order[start:end]
         nq, nk = lq[seqs][:, None], lk[seqs][:, None]
         rows, cols = np.arange(nq.max())[None, :], np.arange(nk.max())[None, :]
@@ -254,10 +271,16 @@ def _plan_groups(
         q_idx = np.where(q_real, cu_q[seqs][:, None] + rows, 0)
         k_idx = np.where(k_real, cu_k[seqs][:, None] + cols, 0)
         causal = cols[:, None, :] <= rows[:, :, None] + (nk - nq)[:, :, None]
-        mask = (k_real[:, None, :] & causal) | (~q_real[:, :, None] & (cols == 0)[:, None, :])
-        groups.append(
-            tuple(torch.from_numpy(a).to(device) for a in (q_idx, k_idx, mask[:, None], q_real))
+        # padded query rows see key 0 only, so no row of the softmax is empty
+        seen = (k_real[:, None, :] & causal) | (~q_real[:, :, None] & (cols == 0)[:, None, :])
+        mask = torch.zeros(seen.shape, dtype=dtype).masked_fill_(
+            torch.from_numpy(~seen), -torch.inf
         )
+        real = np.flatnonzero(q_real)
+        q_index, k_index, real_t, rows_t = (
+            torch.from_numpy(a).to(device) for a in (q_idx, k_idx, real, q_idx.ravel()[real])
+        )
+        groups.append(AttentionGroup(q_index, k_index, mask[:, None].to(device), real_t, rows_t))
         start = end
     return groups
 
@@ -266,15 +289,17 @@ def attention_grouped(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, batch: PackedBatch, scale: float
 ) -> torch.Tensor:
     """Varlen attention as a few padded SDPA calls over length-sorted groups of sequences:
-    far fewer calls than one per sequence (CPU, or fp32 anywhere)."""
+    far fewer calls than one per sequence (CPU, or fp32 anywhere). The plan, with float
+    masks (faster than boolean ones in CPU SDPA), is made once per batch; grouped-query
+    heads are shared inside SDPA instead of being copied out per head."""
     out = torch.empty_like(q)
-    group = q.shape[1] // k.shape[1]
-    for q_idx, k_idx, mask, q_real in batch.attention_groups(q.device):
-        qs = q[q_idx].transpose(1, 2)
-        ks = k[k_idx].transpose(1, 2).repeat_interleave(group, dim=1)
-        vs = v[k_idx].transpose(1, 2).repeat_interleave(group, dim=1)
-        o = F.scaled_dot_product_attention(qs, ks, vs, attn_mask=mask, scale=scale)
-        out[q_idx[q_real]] = o.transpose(1, 2)[q_real]
+    for g in batch.attention_groups(q.device, q.dtype):
+        qs = q[g.q_index].transpose(1, 2)
+        ks, vs = k[g.k_index].transpose(1, 2), v[g.k_index].transpose(1, 2)
+        o = F.scaled_dot_product_attention(
+            qs, ks, vs, attn_mask=g.mask, scale=scale, enable_gqa=True
+        )
+        out[g.rows] = o.transpose(1, 2).flatten(0, 1)[g.real]
     return out
 
 
