@@ -197,54 +197,55 @@ def test_200_concurrent_requests_are_batched_and_all_correct(
     lists = [
         [f"passage {i}.{j} on photosynthesis in leaves" for j in range(16)] for i in range(200)
     ]
-    expected = [
+    start = time.perf_counter()
+    expected = [reranker.score(queries[i], lists[i]) for i in range(40)]
+    engine_alone = 40 / (time.perf_counter() - start)
+    start = time.perf_counter()
+    expected += [
         [r.score for r in sorted(res, key=lambda r: r.index)]
-        for res in reranker.rerank_batch(queries, lists)
+        for res in reranker.rerank_batch(queries[40:], lists[40:])
     ]
+    engine_batched = 160 / (time.perf_counter() - start)
 
-    async def one(client: httpx.AsyncClient, i: int) -> tuple[int, list[float], float]:
+    async def timed(remote: Reranker, i: int) -> tuple[list[float], float]:
         start = time.perf_counter()
-        answer = await client.post("/v1/rerank", json={"query": queries[i], "documents": lists[i]})
-        results = answer.json()["results"]
-        scores = [0.0] * 16
-        for r in results:
-            scores[r["index"]] = r["relevance_score"]
-        return answer.status_code, scores, time.perf_counter() - start
+        scores = await remote.ascore(queries[i], lists[i])
+        return scores, time.perf_counter() - start
 
-    async def run(
-        indices: range, concurrent: bool
-    ) -> tuple[list[tuple[int, list[float], float]], float]:
-        limits = httpx.Limits(max_connections=32)  # 200 requests in flight over 32 connections
-        async with httpx.AsyncClient(base_url=served, headers=AUTH, limits=limits, timeout=60) as c:
-            await one(c, 0)  # warm the connection and the server
-            start = time.perf_counter()
-            if concurrent:
-                out = await asyncio.gather(*(one(c, i) for i in indices))
-            else:
-                out = [await one(c, i) for i in indices]
-            return list(out), time.perf_counter() - start
+    async def run(remote: Reranker, concurrent: bool) -> tuple[list[list[float]], list[float]]:
+        await remote.ascore(QUERY, DOCS)  # this event loop's connections, opened
+        if concurrent:
+            out = await asyncio.gather(*(timed(remote, i) for i in range(200)))
+        else:
+            out = [await timed(remote, i) for i in range(40)]
+        return [scores for scores, _ in out], [t for _, t in out]
 
     def engine_calls() -> int:
         text = httpx.get(served + "/metrics", headers=AUTH).text
         return int(text.split("qwen3_rerank_batch_requests_count ")[1].split()[0])
 
-    _sequential, seq_time = asyncio.run(run(range(40), concurrent=False))
-    calls_before = engine_calls()
-    together, conc_time = asyncio.run(run(range(200), concurrent=True))
-    calls = engine_calls() - calls_before
-    for i, (status, scores, _) in enumerate(together):
-        assert status == 200
-        assert scores == pytest.approx(expected[i], abs=1e-5)
-    seq_rps, conc_rps = 40 / seq_time, 200 / conc_time
-    latencies = sorted(t for _, _, t in together)
+    with Reranker.remote(served, api="qwen3", api_key=KEY, max_concurrency=32) as remote:
+        start = time.perf_counter()
+        one_by_one, _ = asyncio.run(run(remote, concurrent=False))
+        seq_rps = 40 / (time.perf_counter() - start)
+        calls_before = engine_calls()
+        start = time.perf_counter()
+        together, latencies = asyncio.run(run(remote, concurrent=True))
+        conc_rps = 200 / (time.perf_counter() - start)
+        calls = engine_calls() - calls_before - 1  # less the warm-up request
+    for got, want in zip(one_by_one + together, expected[:40] + expected, strict=True):
+        assert got == pytest.approx(want, abs=1e-5)
+    latencies.sort()
     print(
-        f"\nsequential {seq_rps:.0f} req/s; 200 concurrent {conc_rps:.0f} req/s "
-        f"({conc_rps / seq_rps:.1f}x) in {calls} engine calls, "
-        f"p50 {statistics.median(latencies) * 1000:.0f} ms, p99 {latencies[197] * 1000:.0f} ms"
+        f"\nover HTTP: sequential {seq_rps:.0f} req/s; 200 concurrent {conc_rps:.0f} req/s "
+        f"({conc_rps / seq_rps:.2f}x) in {calls} engine calls, p50 "
+        f"{statistics.median(latencies) * 1000:.0f} ms, p99 {latencies[197] * 1000:.0f} ms; "
+        f"engine alone: {engine_alone:.0f} req/s one by one, {engine_batched:.0f} batched "
+        f"({engine_batched / engine_alone:.2f}x: what batching itself gains on this CPU)"
     )
     assert calls < 150  # requests that arrived together were scored together
-    # On a 2-core machine that runs client and server, HTTP handling (not the engine) bounds
-    # throughput for this tiny model; batching must at least not make concurrency slower.
+    # The engine's own batching gain bounds what the server can show; on a 2-core machine that
+    # also runs the client, concurrency must at least not be slower than one at a time.
     assert conc_rps >= 0.8 * seq_rps
 
 
