@@ -8,7 +8,9 @@ matmuls, attention, fused elementwise kernels, gathers and copies, the rest) and
 the wall time the GPU had work at all; and, on
 the same packed shapes, the 28 layers' matmuls alone in bf16 (cuBLAS) and in FP8 with
 row-wise scales (``torch._scaled_mm``), and the attention kernel alone. The matmuls alone are
-a floor no bf16 engine of this model goes under. Writes OUT/latency_probe.json.
+a floor no bf16 engine of this model goes under. A timeline of two queries shows when each
+piece was tokenized, each batch launched and run on the GPU, and each batch's scores waited
+for. Writes OUT/latency_probe.json.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ def kind_of(kernel: str) -> str:
 
 def best_ms(fn: Any, reps: int = 5) -> float:
     import torch
+    import torch._inductor.config
 
     fn()
     best = float("inf")
@@ -56,6 +59,62 @@ def best_ms(fn: Any, reps: int = 5) -> float:
     return best
 
 
+def timeline(reranker: Any, query: str, docs: list[str]) -> list[dict[str, Any]]:
+    """One query's steps in time order, ms from its start: tokenizing each piece (helper
+    thread), launching each batch (CPU) with when the GPU started and finished it, and
+    waiting for each batch's scores. Shows what the GPU waits on when it is idle."""
+    import torch
+
+    engine = reranker.engine
+    events: list[dict[str, Any]] = []
+    t0 = time.perf_counter()
+    gpu0 = torch.cuda.Event(enable_timing=True)
+
+    def ms() -> float:
+        return round((time.perf_counter() - t0) * 1000, 2)
+
+    def wrap(owner: Any, name: str, gpu: bool = False) -> Any:
+        original = getattr(owner, name)
+
+        def run(*args: Any, **kwargs: Any) -> Any:
+            entry: dict[str, Any] = {"step": name, "cpu_start": ms()}
+            if gpu:
+                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(True)
+                start.record()
+            out = original(*args, **kwargs)
+            if gpu:
+                end.record()
+                entry["gpu"] = (start, end)
+            entry["cpu_end"] = ms()
+            events.append(entry)
+            return out
+
+        setattr(owner, name, run)
+        return original
+
+    originals = [
+        (engine.encoder, "encode", wrap(engine.encoder, "encode")),
+        (engine._packed, "score", wrap(engine._packed, "score", gpu=True)),
+        (engine, "_collect", wrap(engine, "_collect")),
+    ]
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    gpu0.record()
+    reranker.rerank(query, docs)
+    torch.cuda.synchronize()
+    total = ms()
+    for owner, name, original in originals:
+        setattr(owner, name, original)
+    for entry in events:
+        if "gpu" in entry:
+            start, end = entry.pop("gpu")
+            entry["gpu_start"] = round(gpu0.elapsed_time(start), 2)
+            entry["gpu_end"] = round(gpu0.elapsed_time(end), 2)
+    events.sort(key=lambda e: e["cpu_start"])
+    events.append({"step": "total", "cpu_end": total})
+    return events
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", required=True)
@@ -63,13 +122,14 @@ def main() -> int:
     args = parser.parse_args()
 
     import torch
+    import torch._inductor.config
     from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile
     from transformers import AutoTokenizer
 
     from qwen3_rerank import Reranker
     from qwen3_rerank.engines.packed import attention_flash, pack
-    from qwen3_rerank.prompt import DEFAULT_INSTRUCTION
+    from qwen3_rerank.prompt import DEFAULT_INSTRUCTION, format_document_part, format_query_part
     from workloads import build
 
     tokenizer = AutoTokenizer.from_pretrained(args.model)
@@ -81,6 +141,7 @@ def main() -> int:
     result: dict[str, Any] = {
         "device": torch.cuda.get_device_name(),
         "torch": torch.__version__,
+        "inductor_cpp_wrapper": bool(torch._inductor.config.cpp_wrapper),
         "max_batch_tokens": engine.max_batch_tokens,
         "attention": engine.attention,
     }
@@ -101,6 +162,15 @@ def main() -> int:
         encoded = engine.encoder.encode(q, docs, DEFAULT_INSTRUCTION)
         encode.append((time.perf_counter() - t) * 1000)
     result["tokenize_ms_p50"] = round(statistics.median(encode), 2)
+    wrapped = []  # the same texts through transformers' tokenizer call, as before 2026-11-22
+    for q, docs in one[1:11]:
+        texts = [format_query_part(q, DEFAULT_INSTRUCTION), *map(format_document_part, docs)]
+        t = time.perf_counter()
+        engine.tokenizer(texts, add_special_tokens=False)
+        wrapped.append((time.perf_counter() - t) * 1000)
+    result["tokenize_transformers_call_ms_p50"] = round(statistics.median(wrapped), 2)
+
+    result["timeline"] = [timeline(reranker, q, docs) for q, docs in one[14:16]]
 
     reps = 3
     with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
@@ -219,15 +289,26 @@ def main() -> int:
         "to_device": lambda: full.to(torch.device("cuda")),
     }.items():
         fn()
-        torch.cuda.synchronize()
-        t = time.perf_counter()
-        for _ in range(5):
+        cpu, wall = [], []
+        for _ in range(5):  # from an idle GPU each time: a full launch queue would block the CPU
+            torch.cuda.synchronize()
+            t = time.perf_counter()
             fn()
-        launch[f"{name}_cpu_ms"] = round((time.perf_counter() - t) / 5 * 1000, 2)
-        torch.cuda.synchronize()
-        launch[f"{name}_wall_ms"] = round((time.perf_counter() - t) / 5 * 1000, 2)
+            cpu.append(time.perf_counter() - t)
+            torch.cuda.synchronize()
+            wall.append(time.perf_counter() - t)
+        launch[f"{name}_cpu_ms"] = round(statistics.median(cpu) * 1000, 2)
+        launch[f"{name}_wall_ms"] = round(statistics.median(wall) * 1000, 2)
     launch["tokens"] = int(full.cu_q[-1])
     result["launch"] = launch
+    with profile(activities=[ProfilerActivity.CPU]) as cpu_prof:  # what launching costs
+        torch.cuda.synchronize()
+        packed.score(full)
+        torch.cuda.synchronize()
+    result["launch_cpu_ops"] = [
+        {"self_cpu_ms": round(e.self_cpu_time_total / 1000, 3), "calls": e.count, "op": e.key}
+        for e in sorted(cpu_prof.key_averages(), key=lambda e: -e.self_cpu_time_total)[:25]
+    ]
     result["kv_gathers_ms"] = round(best_ms(gathers), 2)
     reranker.close()
 

@@ -262,3 +262,15 @@ def test_pieces_tokenized_apart_score_like_one_piece(tiny_model: Path) -> None:
         assert [(r.index, r.truncated) for r in g] == [(r.index, r.truncated) for r in w]
         assert [r.score for r in g] == pytest.approx([r.score for r in w], abs=1e-4)
     assert [r.truncated for r in got[1] if r.index == 0] == [True]
+
+
+def test_rust_tokenizer_gives_transformers_ids(reranker: Reranker) -> None:
+    engine: Any = reranker.engine
+    texts = [
+        "<Document>: plain text ",
+        "光合作用是植物制造食物的方式。 emoji 🌱 and tabs\tand\nnewlines",
+        "<Query>: a literal <|im_start|> and <think> inside text",
+        "",
+    ]
+    want = engine.tokenizer(texts, add_special_tokens=False)["input_ids"]
+    assert engine._encode_batch(texts) == want
