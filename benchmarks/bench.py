@@ -33,6 +33,7 @@ ENGINE_ORDER = [
     "transformers",
     "ours",
     "ours_1.5gib",
+    "ours_fp8",
     "reference_fp32",
     "vllm",
     "vllm_kv1g",

@@ -188,5 +188,6 @@ ENGINES: dict[str, Callable[[str], Runner]] = {
     "vllm_engine_kv3g": lambda m: load_vllm_engine(m, kv_cache_memory_bytes=3 * 2**30),
     "ours": load_ours,
     "ours_1.5gib": lambda m: load_ours(m, max_memory="1.5GiB"),
+    "ours_fp8": lambda m: load_ours(m, quantization="fp8"),
     "reference_fp32": lambda m: load_ours(m, fast=False, dtype="float32"),
 }

@@ -23,6 +23,7 @@ ENGINES = [
     "vllm_engine_kv3g",
     "ours",
     "ours_1.5gib",
+    "ours_fp8",
 ]
 WORKLOADS = ["rag100x256", "mixed16x100", "long16x4000"]
 

@@ -43,3 +43,19 @@ def test_grouped_attention_equals_the_per_sequence_loop(
     got = attention_grouped(q, k, v, batch, 8**-0.5)
     assert torch.allclose(got, want, atol=1e-6)
     assert len(batch.attention_groups(q.device, q.dtype)) == groups
+
+
+def test_fp8_matmul_tracks_the_bf16_product() -> None:
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(37, 64, generator=gen).to(torch.bfloat16)
+    w = (torch.randn(48, 64, generator=gen) * torch.linspace(0.01, 3, 48)[:, None]).bfloat16()
+    quantized, scale = packed.quantize_fp8(w)
+    assert quantized.dtype == torch.float8_e4m3fn
+    assert scale.shape == (1, 48)
+    # each row uses the format's range: its largest entry maps to the largest FP8 value
+    assert torch.allclose(quantized.float().abs().amax(dim=1), torch.full((48,), 448.0))
+    want = x.float() @ w.float().t()
+    got = packed._matmul(x, (quantized, scale)).float()
+    assert got.dtype == torch.float32
+    error = (got - want).norm() / want.norm()
+    assert error < 0.05

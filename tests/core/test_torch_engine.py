@@ -7,7 +7,7 @@ import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import torch
@@ -124,6 +124,9 @@ def test_closed_engine_raises(tiny_model: Path) -> None:
         ({"max_memory": "lots"}, "max_memory"),
         ({"max_memory": 0}, "max_memory"),
         ({"max_memory": "20MiB"}, "raise max_memory or lower max_length"),
+        ({"quantization": "int4"}, "unknown quantization"),
+        ({"quantization": "fp8", "device": "cpu"}, "bfloat16"),  # fp32 is CPU's default
+        ({"quantization": "fp8", "dtype": "bfloat16", "fast": False}, "fast=True"),
     ],
 )
 def test_bad_configuration(tiny_model: Path, kwargs: dict[str, object], match: str) -> None:
@@ -274,3 +277,24 @@ def test_rust_tokenizer_gives_transformers_ids(reranker: Reranker) -> None:
     ]
     want = engine.tokenizer(texts, add_special_tokens=False)["input_ids"]
     assert engine._encode_batch(texts) == want
+
+
+def test_fp8_projections_score_close_to_the_reference(tiny_model: Path, reranker: Reranker) -> None:
+    docs = [f"{DOCUMENTS[i % len(DOCUMENTS)]} {'more words ' * i}" for i in range(12)]
+    want = reranker.score(QUERY, docs)
+    with (
+        Reranker(tiny_model, device="cpu", dtype="bfloat16", quantization="fp8") as fp8,
+        Reranker(tiny_model, device="cpu", dtype="bfloat16") as bf16,
+    ):
+        got = fp8.score(QUERY, docs)
+        plain = bf16.score(QUERY, docs)
+        layers = cast(Any, fp8.engine)._packed.layers
+        plain_bytes = cast(Any, bf16.engine)._packed.weight_bytes
+        fp8_bytes = cast(Any, fp8.engine)._packed.weight_bytes
+    qkv, qkv_scale = layers[0][1]  # q/k/v held in FP8 with one scale per output row
+    assert qkv.dtype == torch.float8_e4m3fn
+    assert qkv_scale.shape == (1, qkv.shape[0])
+    assert got != plain  # the FP8 matmuls ran
+    assert max(abs(a - b) for a, b in zip(got, want, strict=True)) < 0.05
+    projections = sum(w[0].numel() for layer in layers for w in layer if isinstance(w, tuple))
+    assert plain_bytes - fp8_bytes >= 0.9 * projections  # one byte saved per weight
