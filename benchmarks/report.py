@@ -121,12 +121,16 @@ def chart(results: dict[str, Any], path: Path) -> None:
 
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.5))
     width = 0.8 / len(ENGINES)
+    # without vLLM in the run there is no ratio to draw: plain pairs/s instead
+    relative = all(
+        (results["workloads"][w].get("vllm") or {}).get("pairs_per_s") for w in WORKLOADS
+    )
     for i, e in enumerate(ENGINES):
         speeds = [
             ((results["workloads"][w].get(e) or {}).get("pairs_per_s") or 0) for w in WORKLOADS
         ]
         vllm = [
-            ((results["workloads"][w].get("vllm") or {}).get("pairs_per_s") or 1) for w in WORKLOADS
+            (results["workloads"][w]["vllm"]["pairs_per_s"] if relative else 1) for w in WORKLOADS
         ]
         memory = [
             ((results["workloads"][w].get(e) or {}).get("gpu_peak_gib") or 0) for w in WORKLOADS
@@ -134,12 +138,12 @@ def chart(results: dict[str, Any], path: Path) -> None:
         xs = [j + (i - len(ENGINES) / 2) * width for j in range(len(WORKLOADS))]
         axes[0].bar(xs, [s / v for s, v in zip(speeds, vllm, strict=True)], width, label=e)
         axes[1].bar(xs, memory, width, label=e)
-    for ax, title in zip(
-        axes, ("throughput / vLLM (same run)", "whole-GPU memory, GiB"), strict=True
-    ):
+    speed_title = "throughput / vLLM (same run)" if relative else "pairs/s (no vLLM in this run)"
+    for ax, title in zip(axes, (speed_title, "whole-GPU memory, GiB"), strict=True):
         ax.set_xticks(range(len(WORKLOADS)), WORKLOADS)
         ax.set_title(title)
-    axes[0].axhline(1.0, color="gray", linewidth=0.8)
+    if relative:
+        axes[0].axhline(1.0, color="gray", linewidth=0.8)
     axes[1].set_yscale("log")
     axes[1].legend(fontsize=8)
     fig.suptitle(f"Qwen3-Reranker-0.6B shape on {results['device']}")

@@ -124,6 +124,7 @@ def _engine_arguments(parser: argparse.ArgumentParser, model_required: bool = Tr
     group.add_argument("--max-length", type=_positive_int, default=8192, help="tokens per pair")
     group.add_argument("--max-batch-tokens", type=_positive_int, help="tokens per forward pass")
     group.add_argument("--max-memory", help="torch engine: device memory cap, e.g. 1.5GiB")
+    group.add_argument("--quantization", help="fp8: FP8 projections (GPUs with FP8 units)")
 
 
 def _engine_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -137,6 +138,8 @@ def _engine_options(args: argparse.Namespace) -> dict[str, Any]:
         options["max_batch_tokens"] = args.max_batch_tokens
     if args.max_memory is not None:
         options["max_memory"] = args.max_memory
+    if args.quantization is not None:
+        options["quantization"] = args.quantization
     return options
 
 

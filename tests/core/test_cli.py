@@ -114,6 +114,7 @@ def test_table_format_and_truncation(tiny_model: Path, tmp_path: Path) -> None:
         (["--query", "q", "--device", "quantum", "-"], "doc\n", "device"),
         (["--query", "q", "--engine", "nope", "-"], "doc\n", "unknown engine"),
         (["--query", "q", "--max-length", "10", "-"], "doc\n", "max_length"),
+        (["--query", "q", "--quantization", "int4", "-"], "doc\n", "unknown quantization"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(
@@ -125,6 +126,15 @@ def test_bad_input_is_one_line_and_exit_2(
     assert "Traceback" not in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
     assert out.stdout == ""
+
+
+def test_fp8_from_the_command_line(tiny_model: Path) -> None:
+    args = ["--device", "cpu", "--dtype", "bfloat16", "--quantization", "fp8", "-q", QUERY, "-"]
+    out = run_cli("rerank", "--model", str(tiny_model), *args, stdin="\n".join(DOCS))
+    assert out.returncode == 0, out.stderr
+    got = {line["index"]: line["score"] for line in map(json.loads, out.stdout.splitlines())}
+    with Reranker(tiny_model, device="cpu", dtype="bfloat16", quantization="fp8") as rr:
+        assert [got[i] for i in range(len(DOCS))] == pytest.approx(rr.score(QUERY, DOCS), abs=1e-6)
 
 
 def test_missing_model_folder_exit_2(tmp_path: Path) -> None:
