@@ -284,14 +284,14 @@ def _plan_groups(
     start = 0
     while start < len(order):
         end, widest = start + 1, lk[order[start]]
-        real = lq[order[start]] * widest
+        work = lq[order[start]] * widest  # score elements the group's sequences really need
         while end < len(order):
             seq = order[end]
-            wider, more = max(widest, lk[seq]), real + lq[seq] * lk[seq]
+            wider, more = max(widest, lk[seq]), work + lq[seq] * lk[seq]
             padded = (end - start + 1) * lq[seq] * wider
             if padded > _GROUP_ELEMENTS or padded > _PADDING_LIMIT * more:
                 break
-            end, widest, real = end + 1, wider, more
+            end, widest, work = end + 1, wider, more
         seqs = order[start:end]
         nq, nk = lq[seqs][:, None], lk[seqs][:, None]
         rows, cols = np.arange(nq.max())[None, :], np.arange(nk.max())[None, :]

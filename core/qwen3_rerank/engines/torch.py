@@ -303,8 +303,9 @@ class TorchEngine(ThreadedEngine):
 
         Waiting on the batch's own event, not on a blocking ``.cpu()``: a blocking copy is
         queued behind every batch launched since, so waiting for batch 1 also waited for batch
-        2, and the CPU launched batch 3 only once the GPU had run dry (~10 ms of GPU idle per
-        100-document query on the H100, benchmarks/results/probes/latency_probe_timeline.json).
+        2, and the CPU launched batch 3 only once the GPU had run dry (one 100-document query
+        on the H100: 90 ms before, 83 ms after; benchmarks/results/probes/latency_probe_timeline
+        and _in_flight.json).
         """
         if scores.device.type != "cuda":
             return scores, None
