@@ -45,7 +45,6 @@ def kind_of(kernel: str) -> str:
 
 def best_ms(fn: Any, reps: int = 5) -> float:
     import torch
-    import torch._inductor.config
 
     fn()
     best = float("inf")
