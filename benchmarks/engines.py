@@ -184,6 +184,8 @@ ENGINES: dict[str, Callable[[str], Runner]] = {
     "vllm": load_vllm,
     # 1 GiB of KV cache holds one 9k-token sequence: cap the model length at our max_length
     "vllm_kv1g": lambda m: load_vllm(m, kv_cache_memory_bytes=2**30, max_model_len=8192),
+    # our vLLM engine with its defaults: a 2 GiB KV cache in run-2026-11-21 (the row that
+    # moved the default), 3 GiB since, so the same setting as vllm_engine_kv3g from then on
     "vllm_engine": load_vllm_engine,
     "vllm_engine_kv3g": lambda m: load_vllm_engine(m, kv_cache_memory_bytes=3 * 2**30),
     "ours": load_ours,

@@ -66,7 +66,6 @@ def timeline(reranker: Any, query: str, docs: list[str]) -> list[dict[str, Any]]
 
     engine = reranker.engine
     events: list[dict[str, Any]] = []
-    t0 = time.perf_counter()
     gpu0 = torch.cuda.Event(enable_timing=True)
 
     def ms() -> float:
@@ -78,7 +77,7 @@ def timeline(reranker: Any, query: str, docs: list[str]) -> list[dict[str, Any]]
         def run(*args: Any, **kwargs: Any) -> Any:
             entry: dict[str, Any] = {"step": name, "cpu_start": ms()}
             if gpu:
-                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(True)
+                start, end = (torch.cuda.Event(enable_timing=True) for _ in range(2))
                 start.record()
             out = original(*args, **kwargs)
             if gpu:

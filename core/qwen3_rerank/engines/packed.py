@@ -147,8 +147,8 @@ def quantize_fp8(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 def _matmul(x: torch.Tensor, weight: Weight) -> torch.Tensor:
     """``x @ weight.T``. For an FP8 weight, each row of ``x`` is scaled to FP8 on the fly
-    (compiled, inductor fuses this into the kernel that produced ``x``) and the FP8 product is
-    rescaled to ``x``'s dtype by ``torch._scaled_mm``."""
+    (under ``torch.compile`` inductor can fuse that with the op that produced ``x``) and the
+    FP8 product is rescaled to ``x``'s dtype by ``torch._scaled_mm``."""
     if isinstance(weight, torch.Tensor):
         return x @ weight.t()
     quantized, w_scale = weight
@@ -390,6 +390,7 @@ class PackedQwen3:
         self.head_dim = int(getattr(config, "head_dim", None) or config.hidden_size // self.heads)
         self.eps = float(config.rms_norm_eps)
         self.scale = self.head_dim**-0.5
+        self.intermediate = int(config.intermediate_size)
         self.dtype = body.embed_tokens.weight.dtype
 
         def put(t: torch.Tensor) -> torch.Tensor:
@@ -450,8 +451,7 @@ class PackedQwen3:
         """Upper estimate of transient memory per packed token, for sizing batches."""
         hidden = int(self.embed.shape[1])
         qkv = (self.heads + 2 * self.kv_heads) * self.head_dim
-        down = self.layers[0][7]
-        inter = int((down[0] if isinstance(down, tuple) else down).shape[1])
+        inter = self.intermediate
         size = self.embed.element_size()
         # residual + norm out + attn out, q/k/v (raw and rotated), gathered k/v, gate/up/act
         return size * (4 * hidden + 2 * qkv + 4 * self.kv_heads * self.head_dim + 4 * inter)
