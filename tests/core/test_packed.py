@@ -21,6 +21,17 @@ def test_pack_layout() -> None:
     assert (batch.max_q, batch.max_k) == (3, 6)
 
 
+def test_pack_lays_the_shared_head_out_once() -> None:
+    batch = pack([[3], [4]], [(0, [5, 6]), (1, [7])], head=[1, 2])
+    assert batch.tokens.tolist() == [1, 2, 3, 4, 5, 6, 7]
+    assert batch.positions.tolist() == [0, 1, 2, 2, 3, 4, 3]
+    # sequences: the head, each prefix after it, each document after its prefix
+    assert batch.cu_q.tolist() == [0, 2, 3, 4, 6, 7]
+    assert batch.cu_k.tolist() == [0, 2, 5, 8, 13, 17]
+    assert batch.key_index.tolist() == [0, 1, 0, 1, 2, 0, 1, 3, 0, 1, 2, 4, 5, 0, 1, 3, 6]
+    assert batch.last.tolist() == [5, 6]
+
+
 @pytest.mark.parametrize(
     ("elements", "padding", "groups"),
     [(2**20, float("inf"), 1), (2**20, 1.5, 6), (50, float("inf"), 12)],  # one, default, small

@@ -81,37 +81,48 @@ class PackedBatch:
 
 
 def pack(
-    prefixes: Sequence[Sequence[int]], documents: Sequence[tuple[int, Sequence[int]]]
+    prefixes: Sequence[Sequence[int]],
+    documents: Sequence[tuple[int, Sequence[int]]],
+    head: Sequence[int] = (),
 ) -> PackedBatch:
-    """Lays out prefixes and documents end to end.
+    """Lays out the shared head, the prefixes and the documents end to end.
 
     Args:
-        prefixes: Token ids of each query's shared prefix.
+        prefixes: Token ids of each query's shared prefix (after ``head``).
         documents: ``(prefix index, token ids)`` of each document (document part + suffix).
+        head: Token ids that start every prefix (the template's system part): laid out once
+            for the whole batch, and every prefix and document attends to them. A batch of
+            many small requests (one document each) has ~40% fewer tokens to compute.
     """
+    h = len(head)
     p_len = np.array([len(p) for p in prefixes], dtype=np.int64)
     d_len = np.array([len(d) for _, d in documents], dtype=np.int64)
     d_query = np.array([q for q, _ in documents], dtype=np.int64)
-    p_start = np.concatenate(([0], np.cumsum(p_len)[:-1]))
-    d_start = p_len.sum() + np.concatenate(([0], np.cumsum(d_len)[:-1]))
+    p_start = h + np.concatenate(([0], np.cumsum(p_len)[:-1]))
+    d_start = h + p_len.sum() + np.concatenate(([0], np.cumsum(d_len)[:-1]))
     tokens = np.fromiter(
-        (t for seq in (*prefixes, *(d for _, d in documents)) for t in seq),
+        (t for seq in (head, *prefixes, *(d for _, d in documents)) for t in seq),
         dtype=np.int64,
-        count=int(p_len.sum() + d_len.sum()),
+        count=int(h + p_len.sum() + d_len.sum()),
     )
+    head_rows = np.arange(h)
     positions = np.concatenate(
-        [np.arange(n) for n in p_len]
-        + [np.arange(p_len[q], p_len[q] + n) for q, n in zip(d_query, d_len, strict=True)]
+        [head_rows]
+        + [np.arange(h, h + n) for n in p_len]
+        + [np.arange(h + p_len[q], h + p_len[q] + n) for q, n in zip(d_query, d_len, strict=True)]
     )
+    prefix_rows = [np.arange(s, s + n) for s, n in zip(p_start, p_len, strict=True)]
     key_index = np.concatenate(
-        [np.arange(s, s + n) for s, n in zip(p_start, p_len, strict=True)]
+        [head_rows]
+        + [np.concatenate((head_rows, rows)) for rows in prefix_rows]
         + [
-            np.concatenate((np.arange(p_start[q], p_start[q] + p_len[q]), np.arange(s, s + n)))
+            np.concatenate((head_rows, prefix_rows[q], np.arange(s, s + n)))
             for q, s, n in zip(d_query, d_start, d_len, strict=True)
         ]
     )
-    q_lens = np.concatenate((p_len, d_len))
-    k_lens = np.concatenate((p_len, p_len[d_query] + d_len))
+    q_lens = np.concatenate(([h] if h else [], p_len, d_len)).astype(np.int64)
+    k_lens = np.concatenate(([h] if h else [], h + p_len, h + p_len[d_query] + d_len))
+    k_lens = k_lens.astype(np.int64)
     return PackedBatch(
         tokens=torch.from_numpy(tokens),
         positions=torch.from_numpy(positions),

@@ -421,9 +421,11 @@ class TorchEngine(ThreadedEngine):
 
             queries = list(dict.fromkeys(q for q, _ in pairs))
             slot = {q: i for i, q in enumerate(queries)}
+            head = self.encoder.prefix_ids  # every query's ids start with the template's
             batch = pack(
-                [encoded[q].query_ids for q in queries],
+                [encoded[q].query_ids[len(head) :] for q in queries],
                 [(slot[q], encoded[q].document_ids[d] + encoded[q].suffix_ids) for q, d in pairs],
+                head,
             )
             return self._packed.score(batch)
         return self._forward_padded([encoded[q].pair_ids(d) for q, d in pairs])
