@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -190,12 +191,28 @@ def test_models_and_metrics(served: str, tiny_model: Path) -> None:
     assert int(lines["qwen3_rerank_batch_requests_count"]) >= 1
 
 
-def test_200_concurrent_requests_are_batched_and_all_correct(
-    served: str, reranker: Reranker
-) -> None:
+@dataclass
+class Load:
+    """What one request shape gave: sequential and 200-concurrent throughput over HTTP."""
+
+    sequential_rps: float
+    concurrent_rps: float
+    engine_calls: int
+    latencies: list[float]
+    engine_gain: float  # the engine's own batched / one-by-one throughput, in process
+
+    @property
+    def gain(self) -> float:
+        return self.concurrent_rps / self.sequential_rps
+
+
+def drive(served: str, reranker: Reranker, documents: int) -> Load:
+    """40 requests one at a time, then 200 at once, through one real client; every answer
+    checked against the in-process engine."""
     queries = [f"question {i} about plants and light" for i in range(200)]
     lists = [
-        [f"passage {i}.{j} on photosynthesis in leaves" for j in range(16)] for i in range(200)
+        [f"passage {i}.{j} on photosynthesis in leaves" for j in range(documents)]
+        for i in range(200)
     ]
     start = time.perf_counter()
     expected = [reranker.score(queries[i], lists[i]) for i in range(40)]
@@ -212,41 +229,61 @@ def test_200_concurrent_requests_are_batched_and_all_correct(
         scores = await remote.ascore(queries[i], lists[i])
         return scores, time.perf_counter() - start
 
-    async def run(remote: Reranker, concurrent: bool) -> tuple[list[list[float]], list[float]]:
-        await remote.ascore(QUERY, DOCS)  # this event loop's connections, opened
-        if concurrent:
-            out = await asyncio.gather(*(timed(remote, i) for i in range(200)))
-        else:
-            out = [await timed(remote, i) for i in range(40)]
-        return [scores for scores, _ in out], [t for _, t in out]
-
     def engine_calls() -> int:
         text = httpx.get(served + "/metrics", headers=AUTH).text
         return int(text.split("qwen3_rerank_batch_requests_count ")[1].split()[0])
 
+    async def run(
+        remote: Reranker, concurrent: bool
+    ) -> tuple[list[list[float]], list[float], float, int]:
+        """Scores, latencies, seconds and engine calls of 200 requests at once, or of 40
+        one at a time."""
+        # this event loop's connections, all opened before timing
+        await asyncio.gather(*(remote.ascore(QUERY, DOCS) for _ in range(32)))
+        calls = engine_calls()
+        start = time.perf_counter()
+        if concurrent:
+            out = await asyncio.gather(*(timed(remote, i) for i in range(200)))
+        else:
+            out = [await timed(remote, i) for i in range(40)]
+        elapsed = time.perf_counter() - start
+        return [s for s, _ in out], [t for _, t in out], elapsed, engine_calls() - calls
+
     with Reranker.remote(served, api="qwen3", api_key=KEY, max_concurrency=32) as remote:
-        start = time.perf_counter()
-        one_by_one, _ = asyncio.run(run(remote, concurrent=False))
-        seq_rps = 40 / (time.perf_counter() - start)
-        calls_before = engine_calls()
-        start = time.perf_counter()
-        together, latencies = asyncio.run(run(remote, concurrent=True))
-        conc_rps = 200 / (time.perf_counter() - start)
-        calls = engine_calls() - calls_before - 1  # less the warm-up request
+        one_by_one, _, seconds, _ = asyncio.run(run(remote, concurrent=False))
+        together, latencies, concurrent_seconds, calls = asyncio.run(run(remote, concurrent=True))
     for got, want in zip(one_by_one + together, expected[:40] + expected, strict=True):
         assert got == pytest.approx(want, abs=1e-5)
-    latencies.sort()
-    print(
-        f"\nover HTTP: sequential {seq_rps:.0f} req/s; 200 concurrent {conc_rps:.0f} req/s "
-        f"({conc_rps / seq_rps:.2f}x) in {calls} engine calls, p50 "
-        f"{statistics.median(latencies) * 1000:.0f} ms, p99 {latencies[197] * 1000:.0f} ms; "
-        f"engine alone: {engine_alone:.0f} req/s one by one, {engine_batched:.0f} batched "
-        f"({engine_batched / engine_alone:.2f}x: what batching itself gains on this CPU)"
+    return Load(
+        40 / seconds,
+        200 / concurrent_seconds,
+        calls,
+        sorted(latencies),
+        engine_batched / engine_alone,
     )
-    assert calls < 150  # requests that arrived together were scored together
-    # The engine's own batching gain bounds what the server can show; on a 2-core machine that
-    # also runs the client, concurrency must at least not be slower than one at a time.
-    assert conc_rps >= 0.8 * seq_rps
+
+
+def test_200_concurrent_requests_are_batched_and_all_correct(
+    served: str, reranker: Reranker
+) -> None:
+    """Dynamic batching pays where per-request work dominates: many small requests. With
+    16 documents per request the engine's per-token work dominates instead, and batching
+    can gain no more than the engine itself gains in process (~1.6x on a 2-core CPU)."""
+    loads = {n: drive(served, reranker, n) for n in (1, 16)}
+    for n, load in loads.items():
+        print(
+            f"\n{n} document(s) per request over HTTP: sequential {load.sequential_rps:.0f} "
+            f"req/s; 200 concurrent {load.concurrent_rps:.0f} req/s ({load.gain:.2f}x) in "
+            f"{load.engine_calls} engine calls, p50 "
+            f"{statistics.median(load.latencies) * 1000:.0f} ms, p99 "
+            f"{load.latencies[197] * 1000:.0f} ms; the engine alone gains "
+            f"{load.engine_gain:.2f}x from batching the same requests in process"
+        )
+        assert load.engine_calls < 150  # requests that arrived together went together
+    # Measured on the 2-core development machine that also runs the client: 2.6-3.4x for
+    # 1-document requests. A shared CI machine is noisier, so the bound has a margin.
+    assert loads[1].gain >= 2.0
+    assert loads[16].gain >= 0.8
 
 
 def test_overload_gets_503_with_retry_after_then_graceful_shutdown(tiny_model: Path) -> None:
