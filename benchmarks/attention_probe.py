@@ -1,0 +1,130 @@
+"""Attention alone for one rag100x256 query's packed layout: PyTorch's FlashAttention-2
+varlen kernel (with the key/value gathers it needs) against FlexAttention on the packed rows
+with a block mask (no gathers: the mask lets each document see its query's prefix rows).
+
+    python benchmarks/attention_probe.py --out OUT   # CUDA only
+
+Shapes are Qwen3-Reranker-0.6B's (16 query heads, 8 key/value heads, head size 128); the
+layout is the engine's: a 39-token template head, a 31-token query part, then 25 documents
+of 268 tokens per batch, four batches per query, 28 layers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "core"))
+
+from qwen3_rerank.engines.packed import _flash, pack
+
+HEADS, KV_HEADS, HEAD_DIM, LAYERS, BATCHES = 16, 8, 128, 28, 4
+HEAD, QUERY, DOCS, DOC_LEN = 39, 31, 25, 268
+
+
+def best_ms(fn: Any, reps: int = 20) -> float:
+    fn()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        fn()
+        torch.cuda.synchronize()
+        times.append((time.perf_counter() - start) * 1000)
+    return sorted(times)[len(times) // 2]
+
+
+def useful_flops(batch: Any) -> float:
+    """Multiply-adds of QK^T and PV over the visible (query, key) pairs, times two."""
+    lq = (batch.cu_q[1:] - batch.cu_q[:-1]).double()
+    lk = (batch.cu_k[1:] - batch.cu_k[:-1]).double()
+    pairs = (lq * (lk - lq) + lq * (lq + 1) / 2).sum().item()
+    return 4 * pairs * HEAD_DIM * HEADS
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args()
+    from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+
+    dev, dt = torch.device("cuda"), torch.bfloat16
+    batch = pack([[2] * QUERY], [(0, [3] * DOC_LEN) for _ in range(DOCS)], [1] * HEAD)
+    rows = int(batch.cu_q[-1])
+    gen = torch.Generator(device="cpu").manual_seed(0)
+    q = torch.randn(rows, HEADS, HEAD_DIM, generator=gen).to(dev, dt)
+    k = torch.randn(rows, KV_HEADS, HEAD_DIM, generator=gen).to(dev, dt)
+    v = torch.randn(rows, KV_HEADS, HEAD_DIM, generator=gen).to(dev, dt)
+    gpu = batch.to(dev)
+    scale = HEAD_DIM**-0.5
+
+    def flash() -> torch.Tensor:
+        ks, vs = k[gpu.key_index], v[gpu.key_index]
+        return _flash(q, ks, vs, gpu.cu_q, gpu.cu_k, gpu.max_q, gpu.max_k, scale)
+
+    # Row facts for the mask: which sequence owns a row, which query a prefix row serves,
+    # which query a document row belongs to (-1 / -2 where it does not apply).
+    lengths = (batch.cu_q[1:] - batch.cu_q[:-1]).long()
+    owner = torch.repeat_interleave(torch.arange(len(lengths)), lengths)
+    is_head = owner == 0
+    prefix_of = torch.where(owner == 1, 0, -1)
+    doc_of = torch.where(owner >= 2, 0, -2)
+    owner, is_head, prefix_of, doc_of = (t.to(dev) for t in (owner, is_head, prefix_of, doc_of))
+
+    def visible(b: Any, h: Any, qi: Any, ki: Any) -> Any:
+        seen = is_head[ki] | (owner[ki] == owner[qi]) | (prefix_of[ki] == doc_of[qi])
+        return seen & (ki <= qi)
+
+    result: dict[str, Any] = {
+        "device": torch.cuda.get_device_name(),
+        "torch": torch.__version__,
+        "rows_per_batch": rows,
+        "useful_tflop_per_query": round(useful_flops(batch) * LAYERS * BATCHES / 1e12, 3),
+    }
+    want = flash().float()
+    ms = best_ms(flash)
+    result["flash_varlen_with_gathers_ms_per_query"] = round(ms * LAYERS * BATCHES, 2)
+
+    compiled = torch.compile(flex_attention, dynamic=False)
+    qh, kh, vh = (t.transpose(0, 1).unsqueeze(0) for t in (q, k, v))
+    for block in (128, 64):
+        mask_ms = best_ms(
+            lambda block=block: create_block_mask(
+                visible, None, None, rows, rows, device=dev, BLOCK_SIZE=block
+            )
+        )
+        mask = create_block_mask(visible, None, None, rows, rows, device=dev, BLOCK_SIZE=block)
+        options = {"BLOCK_M": block, "BLOCK_N": min(block, 64)}
+
+        def flex(mask: Any = mask, options: dict[str, int] = options) -> torch.Tensor:
+            out = compiled(
+                qh, kh, vh, block_mask=mask, scale=scale, enable_gqa=True, kernel_options=options
+            )
+            return out[0].transpose(0, 1)
+
+        try:
+            got = flex().float()
+            ms = best_ms(flex)
+        except Exception as exc:
+            result[f"flex_block{block}_error"] = f"{type(exc).__name__}: {exc}"[:300]
+            continue
+        result[f"flex_block{block}_ms_per_query"] = round(ms * LAYERS * BATCHES, 2)
+        result[f"flex_block{block}_mask_ms_per_batch"] = round(mask_ms, 3)
+        result[f"flex_block{block}_max_abs_diff_vs_flash"] = round(
+            (got - want).abs().max().item(), 5
+        )
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "attention_probe.json").write_text(json.dumps(result, indent=1))
+    print(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
