@@ -30,6 +30,12 @@ def test_pack_lays_the_shared_head_out_once() -> None:
     assert batch.cu_k.tolist() == [0, 2, 5, 8, 13, 17]
     assert batch.key_index.tolist() == [0, 1, 0, 1, 2, 0, 1, 3, 0, 1, 2, 4, 5, 0, 1, 3, 6]
     assert batch.last.tolist() == [5, 6]
+    # the last layer: one query row per document (its last token), all of its keys
+    final = batch.final()
+    assert final.cu_q.tolist() == [0, 1, 2]
+    assert final.cu_k.tolist() == [0, 5, 9]
+    assert final.key_index.tolist() == [0, 1, 2, 4, 5, 0, 1, 3, 6]
+    assert (final.max_q, final.max_k) == (1, 5)
 
 
 @pytest.mark.parametrize(

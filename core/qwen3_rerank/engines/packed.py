@@ -4,13 +4,15 @@ Three facts of reranking shape it:
 
 - Every document of a query shares the template prefix, the instruction and the query
   (60-90 tokens). That shared part is computed once per batch, and each document attends to
-  its keys and values: documents never recompute it.
+  its keys and values: documents never recompute it. The template's system part, the same
+  for every query, is laid out once per batch for all queries.
 - Nothing is decoded, so no KV cache is kept. The sequences of a batch (one per query prefix,
   one per document) are packed end to end with no padding, and a single variable-length
   attention call per layer serves them all: a prefix attends causally to itself; a document
   attends to its query's prefix and causally to itself (bottom-right aligned causal mask).
-- Only the last token of each document is read: the final norm and the two-row yes/no head
-  run on those rows alone.
+- Only the last token of each document is read: the last layer computes keys and values for
+  every row but its queries, output projection and MLP for those rows alone, and the final
+  norm and the two-row yes/no head run on them.
 
 The per-token work around attention (RMSNorm, q/k head norms, RoPE, SiLU-gate, residuals) is
 in two plain functions that ``torch.compile`` can fuse on GPU. The arithmetic matches
@@ -50,7 +52,19 @@ class PackedBatch:
     max_q: int
     max_k: int
     last: torch.Tensor  # [n_docs] row of each document's last token
+    docs_from: int = 0  # the first document's sequence number
+    docs_keys_from: int = 0  # ... and its first row in key_index
+    docs_max_k: int = 0  # the most keys of one document
     groups: list[AttentionGroup] | None = None  # attention_grouped's plan, made once
+
+    def final(self) -> PackedBatch:
+        """The last layer's attention: only each document's last token is read after it, so
+        one query row per document, over all of that document's keys."""
+        n = len(self.last)
+        cu_k = self.cu_k[self.docs_from :] - self.docs_keys_from
+        cu_q = torch.arange(n + 1, dtype=cu_k.dtype, device=cu_k.device)
+        key_index = self.key_index[self.docs_keys_from :]
+        return PackedBatch(self.last, self.last, key_index, cu_q, cu_k, 1, self.docs_max_k, cu_q)
 
     def attention_groups(self, device: torch.device, dtype: torch.dtype) -> list[AttentionGroup]:
         """Sequences of similar length gathered into padded groups, each with its causal
@@ -76,7 +90,17 @@ class PackedBatch:
             start += p.numel()
         tokens, positions, key_index, cu_q, cu_k, last = moved
         return PackedBatch(
-            tokens, positions, key_index, cu_q.int(), cu_k.int(), self.max_q, self.max_k, last
+            tokens,
+            positions,
+            key_index,
+            cu_q.int(),
+            cu_k.int(),
+            self.max_q,
+            self.max_k,
+            last,
+            self.docs_from,
+            self.docs_keys_from,
+            self.docs_max_k,
         )
 
 
@@ -132,6 +156,9 @@ def pack(
         max_q=int(q_lens.max()),
         max_k=int(k_lens.max()),
         last=torch.from_numpy(d_start + d_len - 1),
+        docs_from=len(q_lens) - len(d_len),
+        docs_keys_from=int(k_lens[: len(q_lens) - len(d_len)].sum()),
+        docs_max_k=int(k_lens[len(q_lens) - len(d_len) :].max()),
     )
 
 
@@ -234,22 +261,33 @@ def _all_layers_flash(
     key_index: torch.Tensor,
     cu_q: torch.Tensor,
     cu_k: torch.Tensor,
+    last: torch.Tensor,
+    final_key_index: torch.Tensor,
+    final_cu_q: torch.Tensor,
+    final_cu_k: torch.Tensor,
     max_q: int,
     max_k: int,
+    final_max_k: int,
     layers: list[tuple[Any, ...]],
     shape: tuple[int, int, int, float, float],
 ) -> torch.Tensor:
-    """Every decoder layer, attention by FlashAttention: compiled as one graph on CUDA.
+    """Every decoder layer, attention by FlashAttention: compiled as one graph on CUDA. The
+    last layer runs its queries, output projection and MLP on each document's last token
+    only (``PackedBatch.final``); returns those rows.
 
     Why one graph: compiled piece by piece, launching one 8k-token batch took 18 ms of CPU
     for 21 ms of GPU work on the H100, so the GPU waited on Python between kernels; one graph
     launches them all from generated code (benchmarks/results/probes/latency_probe*.json)."""
     heads, kv_heads, head_dim, eps, scale = shape
-    for ln1, qkv_w, qn, kn, o_w, ln2, gu_w, d_w in layers:
+    for ln1, qkv_w, qn, kn, o_w, ln2, gu_w, d_w in layers[:-1]:
         q, k, v = _pre_attention(x, cos, sin, ln1, qkv_w, qn, kn, heads, kv_heads, head_dim, eps)
         attn = _flash(q, k[key_index], v[key_index], cu_q, cu_k, max_q, max_k, scale)
         x = _post_attention(x, attn, o_w, ln2, gu_w, d_w, eps)
-    return x
+    ln1, qkv_w, qn, kn, o_w, ln2, gu_w, d_w = layers[-1]
+    q, k, v = _pre_attention(x, cos, sin, ln1, qkv_w, qn, kn, heads, kv_heads, head_dim, eps)
+    k, v = k[final_key_index], v[final_key_index]
+    attn = _flash(q[last], k, v, final_cu_q, final_cu_k, 1, final_max_k, scale)
+    return _post_attention(x[last], attn, o_w, ln2, gu_w, d_w, eps)
 
 
 def attention_loop(
@@ -445,7 +483,7 @@ class PackedQwen3:
         if compile:
             self._pre = _compile_for_tokens(_pre_attention, token_args=3)
             self._post = _compile_for_tokens(_post_attention, token_args=2)
-            self._flash_layers = _compile_for_tokens(_all_layers_flash, token_args=6)
+            self._flash_layers = _compile_for_tokens(_all_layers_flash, token_args=10)
 
     @property
     def weight_bytes(self) -> int:
@@ -504,6 +542,7 @@ class PackedQwen3:
         angles = torch.cat((freqs, freqs), dim=-1)
         cos = (angles.cos() * self.rope_scaling).to(self.dtype)
         sin = (angles.sin() * self.rope_scaling).to(self.dtype)
+        final = batch.final()
         if self._flash_layers is not None and self.attention is attention_flash:
             shape = (self.heads, self.kv_heads, self.head_dim, self.eps, self.scale)
             x = self._flash_layers(
@@ -513,13 +552,19 @@ class PackedQwen3:
                 batch.key_index,
                 batch.cu_q,
                 batch.cu_k,
+                batch.last,
+                final.key_index,
+                final.cu_q,
+                final.cu_k,
                 batch.max_q,
                 batch.max_k,
+                final.max_k,
                 self.layers,
                 shape,
             )
         else:
-            for ln1, qkv_w, qn, kn, o_w, ln2, gu_w, d_w in self.layers:
+            last_layer = len(self.layers) - 1
+            for i, (ln1, qkv_w, qn, kn, o_w, ln2, gu_w, d_w) in enumerate(self.layers):
                 q, k, v = self._pre(
                     x,
                     cos,
@@ -533,7 +578,10 @@ class PackedQwen3:
                     self.head_dim,
                     self.eps,
                 )
-                attn = self.attention(q, k[batch.key_index], v[batch.key_index], batch, self.scale)
+                part = batch
+                if i == last_layer:  # only each document's last token is read after it
+                    part, q, x = final, q[batch.last], x[batch.last]
+                attn = self.attention(q, k[part.key_index], v[part.key_index], part, self.scale)
                 x = self._post(x, attn, o_w, ln2, gu_w, d_w, self.eps)
-        last = _rms_norm(x[batch.last], self.norm, self.eps)
+        last = _rms_norm(x, self.norm, self.eps)  # the last layer kept only these rows
         return torch.sigmoid(last.float() @ self.direction + self.offset)
