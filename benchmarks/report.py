@@ -2,9 +2,10 @@
 
     python benchmarks/report.py benchmarks/results/results.json      # needs matplotlib
 
-Writes results.md and results.png beside the JSON. Every number comes from the JSON; ratios
-are against the vLLM engine measured in the same run. Accuracy is each engine's bf16 scores
-against the fp32 reference (transformers' model in float32) on the same weights.
+Writes STEM.md and STEM.png beside the JSON (STEM: its name without .json). Every number
+comes from the JSON; ratios are against the vLLM engine measured in the same run. Accuracy is
+each engine's bf16 scores against the fp32 reference (transformers' model in float32) on the
+same weights.
 """
 
 from __future__ import annotations

@@ -280,9 +280,10 @@ def test_200_concurrent_requests_are_batched_and_all_correct(
             f"{load.engine_gain:.2f}x from batching the same requests in process"
         )
         assert load.engine_calls < 150  # requests that arrived together went together
-    # Measured on the 2-core development machine that also runs the client: 2.6-3.4x for
-    # 1-document requests. A shared CI machine is noisier, so the bound has a margin.
-    assert loads[1].gain >= 2.0
+    # Measured on the 2-core development machine that also runs the client: 3.3-4.2x for
+    # 1-document requests (benchmarks/results/serve/cpu_load.log); the bound leaves a margin
+    # for a noisier shared CI machine.
+    assert loads[1].gain >= 2.5
     assert loads[16].gain >= 0.8
 
 
