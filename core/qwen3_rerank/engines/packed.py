@@ -60,11 +60,18 @@ class PackedBatch:
     def final(self) -> PackedBatch:
         """The last layer's attention: only each document's last token is read after it, so
         one query row per document, over all of that document's keys."""
-        n = len(self.last)
         cu_k = self.cu_k[self.docs_from :] - self.docs_keys_from
-        cu_q = torch.arange(n + 1, dtype=cu_k.dtype, device=cu_k.device)
-        key_index = self.key_index[self.docs_keys_from :]
-        return PackedBatch(self.last, self.last, key_index, cu_q, cu_k, 1, self.docs_max_k, cu_q)
+        cu_q = torch.arange(len(self.last) + 1, dtype=cu_k.dtype, device=cu_k.device)
+        return PackedBatch(
+            tokens=self.last,  # tokens and positions: not read by attention
+            positions=self.last,
+            key_index=self.key_index[self.docs_keys_from :],
+            cu_q=cu_q,
+            cu_k=cu_k,
+            max_q=1,
+            max_k=self.docs_max_k,
+            last=cu_q[:-1],
+        )
 
     def attention_groups(self, device: torch.device, dtype: torch.dtype) -> list[AttentionGroup]:
         """Sequences of similar length gathered into padded groups, each with its causal
@@ -158,7 +165,7 @@ def pack(
         last=torch.from_numpy(d_start + d_len - 1),
         docs_from=len(q_lens) - len(d_len),
         docs_keys_from=int(k_lens[: len(q_lens) - len(d_len)].sum()),
-        docs_max_k=int(k_lens[len(q_lens) - len(d_len) :].max()),
+        docs_max_k=int(k_lens[len(q_lens) - len(d_len) :].max(initial=0)),
     )
 
 
