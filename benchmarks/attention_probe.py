@@ -1,6 +1,7 @@
 """Attention alone for one rag100x256 query's packed layout: PyTorch's FlashAttention-2
-varlen kernel (with the key/value gathers it needs) against FlexAttention on the packed rows
-with a block mask (no gathers: the mask lets each document see its query's prefix rows).
+varlen kernel (with the key/value gathers it needs) against the memory-efficient varlen kernel
+(keys and values expanded to every query head) and FlexAttention on the packed rows with a
+block mask (no gathers: the mask lets each document see its query's prefix rows).
 
     python benchmarks/attention_probe.py --out OUT   # CUDA only
 
@@ -90,6 +91,51 @@ def main() -> int:
     want = flash().float()
     ms = best_ms(flash)
     result["flash_varlen_with_gathers_ms_per_query"] = round(ms * LAYERS * BATCHES, 2)
+
+    # The memory-efficient (CUTLASS) varlen kernel: 64-row query tiles, but no grouped-query
+    # heads, so keys and values are expanded to all query heads first.
+    group = HEADS // KV_HEADS
+    expanded = [t[gpu.key_index].repeat_interleave(group, dim=1) for t in (k, v)]
+
+    def efficient(expand: bool) -> torch.Tensor:
+        ks, vs = (
+            [t[gpu.key_index].repeat_interleave(group, dim=1) for t in (k, v)]
+            if expand
+            else expanded
+        )
+        out = torch.ops.aten._efficient_attention_forward(
+            q[None],
+            ks[None],
+            vs[None],
+            None,
+            gpu.cu_q,
+            gpu.cu_k,
+            gpu.max_q,
+            gpu.max_k,
+            0.0,
+            2,
+            False,
+            scale=scale,
+        )
+        return out[0][0]
+
+    try:
+        got = efficient(True).float()
+        result["efficient_varlen_with_gathers_ms_per_query"] = round(
+            best_ms(lambda: efficient(True)) * LAYERS * BATCHES, 2
+        )
+        result["efficient_varlen_kernel_only_ms_per_query"] = round(
+            best_ms(lambda: efficient(False)) * LAYERS * BATCHES, 2
+        )
+        result["efficient_max_abs_diff_vs_flash"] = round((got - want).abs().max().item(), 5)
+    except Exception as exc:
+        result["efficient_error"] = f"{type(exc).__name__}: {exc}"[:300]
+    gathered = k[gpu.key_index], v[gpu.key_index]
+
+    def flash_kernel() -> torch.Tensor:
+        return _flash(q, *gathered, gpu.cu_q, gpu.cu_k, gpu.max_q, gpu.max_k, scale)
+
+    result["flash_kernel_only_ms_per_query"] = round(best_ms(flash_kernel) * LAYERS * BATCHES, 2)
 
     compiled = torch.compile(flex_attention, dynamic=False)
     qh, kh, vh = (t.transpose(0, 1).unsqueeze(0) for t in (q, k, v))
