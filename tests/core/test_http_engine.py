@@ -387,21 +387,31 @@ class CountingTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
             self._enter(-1)
 
 
-def test_max_concurrency_holds_over_many_calls(server: FakeServer) -> None:
-    """Ten callers, two requests in flight: the others wait at the engine's gate, not queued
-    inside httpx's pool, which rescans every queued request each time one is added."""
+@pytest.mark.parametrize(("limit", "own_transport"), [(2, True), (6, True), (6, False)])
+def test_max_concurrency_holds_over_many_calls(
+    server: FakeServer, limit: int, own_transport: bool
+) -> None:
+    """Ten callers, ``limit`` requests in flight over all of them: the others wait at the
+    engine's gate, also when the async requests spread over several small httpx clients
+    (6 > 4 connections per client)."""
     server.behaviour = lambda p, b, n: ("stall", 0.1, ("json", 200, documented_answer(p, b)))
-    counted = CountingTransport()
+    counted = CountingTransport() if own_transport else None
 
     async def run(rr: Reranker) -> list[list[float]]:
         return await asyncio.gather(*(rr.ascore(QUERY, [DOCS[i]]) for i in range(10)))
 
     with Reranker.remote(
-        server.url, api="cohere", max_concurrency=2, transport=counted, async_transport=counted
+        server.url,
+        api="cohere",
+        max_concurrency=limit,
+        transport=counted,
+        async_transport=counted,
     ) as rr:
         answers = asyncio.run(run(rr))
         with ThreadPoolExecutor(10) as pool:
             threaded = list(pool.map(lambda i: rr.score(QUERY, [DOCS[i]]), range(10)))
     assert answers == threaded == [[vendor_score(d)] for d in DOCS]
     assert len(server.requests) == 20
-    assert counted.most == server.max_in_flight == 2
+    assert server.max_in_flight == limit
+    if counted is not None:
+        assert counted.most == limit

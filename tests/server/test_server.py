@@ -268,7 +268,7 @@ def test_200_concurrent_requests_are_batched_and_all_correct(
 ) -> None:
     """Dynamic batching pays where per-request work dominates: many small requests. With
     16 documents per request the engine's per-token work dominates instead, and batching
-    can gain no more than the engine itself gains in process (~1.6x on a 2-core CPU)."""
+    can gain no more than the engine itself gains in process (~2-3x on a 2-core CPU)."""
     loads = {n: drive(served, reranker, n) for n in (1, 16)}
     for n, load in loads.items():
         print(
