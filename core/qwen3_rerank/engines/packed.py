@@ -22,8 +22,8 @@ path up to float noise.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -40,7 +40,7 @@ Weight = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
 _FP8_MAX = 448.0  # the largest float8_e4m3fn value
 
 
-@dataclass
+@dataclasses.dataclass
 class PackedBatch:
     """Index tensors describing one packed batch (built on the CPU, then moved)."""
 
@@ -52,15 +52,15 @@ class PackedBatch:
     max_q: int
     max_k: int
     last: torch.Tensor  # [n_docs] row of each document's last token
-    docs_from: int = 0  # the first document's sequence number
-    docs_keys_from: int = 0  # ... and its first row in key_index
+    docs_keys_from: int = 0  # the first document's first row in key_index
     docs_max_k: int = 0  # the most keys of one document
     groups: list[AttentionGroup] | None = None  # attention_grouped's plan, made once
 
     def final(self) -> PackedBatch:
         """The last layer's attention: only each document's last token is read after it, so
         one query row per document, over all of that document's keys."""
-        cu_k = self.cu_k[self.docs_from :] - self.docs_keys_from
+        docs_from = self.cu_q.numel() - 1 - self.last.numel()  # sequences before documents
+        cu_k = self.cu_k[docs_from:] - self.docs_keys_from
         cu_q = torch.arange(len(self.last) + 1, dtype=cu_k.dtype, device=cu_k.device)
         return PackedBatch(
             tokens=self.last,  # tokens and positions: not read by attention
@@ -96,18 +96,15 @@ class PackedBatch:
             moved.append(flat[start : start + p.numel()])
             start += p.numel()
         tokens, positions, key_index, cu_q, cu_k, last = moved
-        return PackedBatch(
-            tokens,
-            positions,
-            key_index,
-            cu_q.int(),
-            cu_k.int(),
-            self.max_q,
-            self.max_k,
-            last,
-            self.docs_from,
-            self.docs_keys_from,
-            self.docs_max_k,
+        return dataclasses.replace(
+            self,
+            tokens=tokens,
+            positions=positions,
+            key_index=key_index,
+            cu_q=cu_q.int(),
+            cu_k=cu_k.int(),
+            last=last,
+            groups=None,
         )
 
 
@@ -154,6 +151,7 @@ def pack(
     q_lens = np.concatenate(([h] if h else [], p_len, d_len)).astype(np.int64)
     k_lens = np.concatenate(([h] if h else [], h + p_len, h + p_len[d_query] + d_len))
     k_lens = k_lens.astype(np.int64)
+    docs_from = len(q_lens) - len(d_len)  # sequences before the documents
     return PackedBatch(
         tokens=torch.from_numpy(tokens),
         positions=torch.from_numpy(positions),
@@ -163,9 +161,8 @@ def pack(
         max_q=int(q_lens.max()),
         max_k=int(k_lens.max()),
         last=torch.from_numpy(d_start + d_len - 1),
-        docs_from=len(q_lens) - len(d_len),
-        docs_keys_from=int(k_lens[: len(q_lens) - len(d_len)].sum()),
-        docs_max_k=int(k_lens[len(q_lens) - len(d_len) :].max(initial=0)),
+        docs_keys_from=int(k_lens[:docs_from].sum()),
+        docs_max_k=int(k_lens[docs_from:].max(initial=0)),
     )
 
 
@@ -320,7 +317,7 @@ _PADDING_LIMIT = 1.5  # padded / real score elements per group: keeps prefixes a
 #                       of very different lengths in separate SDPA calls
 
 
-@dataclass
+@dataclasses.dataclass
 class AttentionGroup:
     """Sequences of similar length, padded to one shape for a single SDPA call."""
 
