@@ -16,6 +16,7 @@ import argparse
 import json
 import sys
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "core"))
 
-from qwen3_rerank.engines.packed import _flash, pack
+from qwen3_rerank.engines.packed import _flash, attention_prefix, pack
 
 HEADS, KV_HEADS, HEAD_DIM, LAYERS, BATCHES = 16, 8, 128, 28, 4
 HEAD, QUERY, DOCS, DOC_LEN = 39, 31, 25, 268
@@ -52,6 +53,9 @@ def useful_flops(batch: Any) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", required=True)
+    parser.add_argument(
+        "--prefix-only", action="store_true", help="only the prefix kernel's sweep vs FA2"
+    )
     args = parser.parse_args()
     from torch.nn.attention.flex_attention import create_block_mask, flex_attention
 
@@ -66,8 +70,7 @@ def main() -> int:
     scale = HEAD_DIM**-0.5
 
     def flash() -> torch.Tensor:
-        ks, vs = k[gpu.key_index], v[gpu.key_index]
-        return _flash(q, ks, vs, gpu.cu_q, gpu.cu_k, gpu.max_q, gpu.max_k, scale)
+        return _flash(q, k, v, scale, gpu.key_index, gpu.cu_q, gpu.cu_k, gpu.max_q, gpu.max_k)
 
     # Row facts for the mask: which sequence owns a row, which query a prefix row serves,
     # which query a document row belongs to (-1 / -2 where it does not apply).
@@ -89,6 +92,9 @@ def main() -> int:
         "useful_tflop_per_query": round(useful_flops(batch) * LAYERS * BATCHES / 1e12, 3),
     }
     want = flash().float()
+    if args.prefix_only:
+        result["sweep"] = sweep(dev, dt, scale)
+        return write(result, args.out)
     ms = best_ms(flash)
     result["flash_varlen_with_gathers_ms_per_query"] = round(ms * LAYERS * BATCHES, 2)
 
@@ -133,9 +139,23 @@ def main() -> int:
     gathered = k[gpu.key_index], v[gpu.key_index]
 
     def flash_kernel() -> torch.Tensor:
-        return _flash(q, *gathered, gpu.cu_q, gpu.cu_k, gpu.max_q, gpu.max_k, scale)
+        out = torch.ops.aten._flash_attention_forward(
+            q, *gathered, gpu.cu_q, gpu.cu_k, gpu.max_q, gpu.max_k, 0.0, True, False, scale=scale
+        )
+        return out[0]
 
     result["flash_kernel_only_ms_per_query"] = round(best_ms(flash_kernel) * LAYERS * BATCHES, 2)
+
+    # The Triton kernel of prefix_attention.py on the packed rows as they are (no gathers).
+    got = attention_prefix(q, k, v, gpu, scale).float()
+    result["prefix_kernel_ms_per_query"] = round(
+        best_ms(lambda: attention_prefix(q, k, v, gpu, scale)) * LAYERS * BATCHES, 2
+    )
+    result["prefix_kernel_max_abs_diff_vs_flash"] = round((got - want).abs().max().item(), 5)
+    final = gpu.final()
+    result["prefix_kernel_last_layer_ms_per_query"] = round(
+        best_ms(lambda: attention_prefix(q[gpu.last], k, v, final, scale)) * BATCHES, 3
+    )
 
     compiled = torch.compile(flex_attention, dynamic=False)
     qh, kh, vh = (t.transpose(0, 1).unsqueeze(0) for t in (q, k, v))
@@ -165,11 +185,70 @@ def main() -> int:
         result[f"flex_block{block}_max_abs_diff_vs_flash"] = round(
             (got - want).abs().max().item(), 5
         )
-    out = Path(args.out)
+    result["sweep"] = sweep(dev, dt, scale)
+    return write(result, args.out)
+
+
+def write(result: dict[str, Any], out_dir: str) -> int:
+    out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "attention_probe.json").write_text(json.dumps(result, indent=1))
     print(json.dumps(result, indent=1))
     return 0
+
+
+def sweep(dev: torch.device, dt: torch.dtype, scale: float) -> dict[str, Any]:
+    """The prefix kernel's tile rows and launch settings against FA2 with its gathers, on one
+    batch (28 layers) of rag100x256 (25 documents of 268 tokens) and of long16x4000 (2
+    documents of 4062 tokens)."""
+    from qwen3_rerank.engines import prefix_attention
+
+    layouts = {"rag_batch": (25, DOC_LEN), "long_batch": (2, 4062)}
+    found: dict[str, Any] = {}
+    default = dict(prefix_attention.LAUNCH)
+    for name, (n_docs, doc_len) in layouts.items():
+        docs = [(0, [3] * doc_len) for _ in range(n_docs)]
+        rows = HEAD + QUERY + n_docs * doc_len
+        gen = torch.Generator(device="cpu").manual_seed(1)
+        q = torch.randn(rows, HEADS, HEAD_DIM, generator=gen).to(dev, dt)
+        k = torch.randn(rows, KV_HEADS, HEAD_DIM, generator=gen).to(dev, dt)
+        v = torch.randn(rows, KV_HEADS, HEAD_DIM, generator=gen).to(dev, dt)
+        gpu = pack([[2] * QUERY], docs, [1] * HEAD).to(dev)
+        want = _flash(q, k, v, scale, *(gpu.key_index, gpu.cu_q, gpu.cu_k, gpu.max_q, gpu.max_k))
+
+        def flash(q: Any = q, k: Any = k, v: Any = v, gpu: Any = gpu) -> Any:
+            return _flash(q, k, v, scale, gpu.key_index, gpu.cu_q, gpu.cu_k, gpu.max_q, gpu.max_k)
+
+        entry: dict[str, Any] = {"flash_with_gathers_ms": round(best_ms(flash) * LAYERS, 3)}
+        configs = []
+        for tile_rows in (32, 64):
+            tiled = pack([[2] * QUERY], docs, [1] * HEAD, tile_rows=tile_rows).to(dev)
+            for block_n in (32, 64, 128):
+                for warps in (4, 8):
+                    for stages in (1, 2, 3):
+                        launch = {"BLOCK_N": block_n, "num_warps": warps, "num_stages": stages}
+                        prefix_attention.LAUNCH.update(launch)
+                        try:
+                            got = attention_prefix(q, k, v, tiled, scale)
+                            ms = best_ms(partial(attention_prefix, q, k, v, tiled, scale))
+                        except Exception as exc:  # resources: a config may not fit
+                            configs.append(
+                                {"tile_rows": tile_rows, **launch, "error": str(exc)[:120]}
+                            )
+                            continue
+                        diff = (got.float() - want.float()).abs().max().item()
+                        configs.append(
+                            {
+                                "tile_rows": tile_rows,
+                                **launch,
+                                "ms": round(ms * LAYERS, 3),
+                                "max_abs_diff_vs_flash": round(diff, 5),
+                            }
+                        )
+        prefix_attention.LAUNCH.update(default)
+        entry["prefix"] = sorted(configs, key=lambda c: c.get("ms", float("inf")))
+        found[name] = entry
+    return found
 
 
 if __name__ == "__main__":

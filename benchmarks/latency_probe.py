@@ -30,7 +30,8 @@ sys.path.insert(0, str(HERE))
 
 def kind_of(kernel: str) -> str:
     name = kernel.lower()
-    if "flash" in name or "fmha" in name:
+    # inductor names its fused kernels after the ops they feed, "..._prefix_attention_..." too
+    if "flash" in name or "fmha" in name or name.startswith("_prefix_attention"):
         return "attention"
     if any(k in name for k in ("gemm", "nvjet", "cutlass", "xmma", "sm90_", "matmul")):
         return "matmul"
@@ -126,7 +127,7 @@ def main() -> int:
     from transformers import AutoTokenizer
 
     from qwen3_rerank import Reranker
-    from qwen3_rerank.engines.packed import attention_flash, pack
+    from qwen3_rerank.engines.packed import attention_flash, attention_prefix, pack
     from qwen3_rerank.prompt import DEFAULT_INSTRUCTION, format_document_part, format_query_part
     from workloads import build
 
@@ -153,6 +154,42 @@ def main() -> int:
         reranker.rerank(q, docs)
         walls.append((time.perf_counter() - t) * 1000)
     result["wall_ms_p50"] = round(statistics.median(walls), 2)
+
+    # The same queries with requests tokenized in pieces of other sizes (in batches' worth of
+    # tokens): small pieces start the GPU sooner, but the tokenizer thread then competes with
+    # the launch of the first batches for the GIL.
+    from qwen3_rerank.engines import torch as torch_engine
+
+    default_piece = torch_engine._PIECE_BATCHES
+    by_piece = {}
+    for piece in (0.25, 0.5, 1.0, 100.0):
+        torch_engine._PIECE_BATCHES = piece
+        walls = []
+        for q, docs in one[1:11]:
+            torch.cuda.synchronize()
+            t = time.perf_counter()
+            reranker.rerank(q, docs)
+            walls.append((time.perf_counter() - t) * 1000)
+        by_piece[str(piece)] = round(statistics.median(walls), 2)
+    torch_engine._PIECE_BATCHES = default_piece
+    result["wall_ms_p50_by_piece_batches"] = by_piece
+
+    # A small request (one 256-token document): its batch replays a CUDA graph, or launches
+    # the compiled graph kernel by kernel.
+    graphed = packed._graphed
+    small = {}
+    for name in ("cuda_graph", "launched"):
+        packed._graphed = graphed if name == "cuda_graph" else None
+        walls = []
+        for q, docs in one[:13]:
+            torch.cuda.synchronize()
+            t = time.perf_counter()
+            reranker.rerank(q, docs[:1])
+            torch.cuda.synchronize()
+            walls.append((time.perf_counter() - t) * 1000)
+        small[name] = round(statistics.median(walls[3:]), 2)  # after warm-up and recording
+    packed._graphed = graphed
+    result["one_document_ms_p50"] = small
 
     encode = []
     for q, docs in one[1:11]:
@@ -258,18 +295,21 @@ def main() -> int:
     q = torch.randn(rows, heads, hd, device="cuda", dtype=dt)
     k = torch.randn(rows, kv_heads, hd, device="cuda", dtype=dt)
     v = torch.randn(rows, kv_heads, hd, device="cuda", dtype=dt)
-    kg, vg = k[batch.key_index], v[batch.key_index]
-
-    def attention() -> None:
-        for _ in range(layers):
-            attention_flash(q, kg, vg, batch, packed.scale)
 
     def gathers() -> None:
         for _ in range(layers):
             k[batch.key_index]
             v[batch.key_index]
 
-    result["attention_flash_ms"] = round(best_ms(attention), 2)
+    # attention alone for one batch's layers: FlashAttention with its key/value gathers, and
+    # the Triton prefix kernel that reads the packed rows in place
+    for name, kernel in (("flash", attention_flash), ("prefix", attention_prefix)):
+
+        def attention(kernel: Any = kernel) -> None:
+            for _ in range(layers):
+                kernel(q, k, v, batch, packed.scale)
+
+        result[f"attention_{name}_ms"] = round(best_ms(attention), 2)
 
     # CPU cost of launching one full batch, next to its GPU time: if launching takes as long
     # as running, the GPU waits on Python, whatever the kernels.

@@ -6,6 +6,13 @@ Built once per test run with ``save_pretrained`` and loaded by every test throug
 
 from __future__ import annotations
 
+import os
+
+import torch
+
+if not torch.cuda.is_available():  # Triton kernels run in Triton's CPU interpreter here
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
 from collections.abc import Iterator
 from pathlib import Path
 

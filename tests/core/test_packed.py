@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from qwen3_rerank.engines import packed
-from qwen3_rerank.engines.packed import attention_grouped, attention_loop, pack
+from qwen3_rerank.engines.packed import attention_grouped, attention_loop, attention_prefix, pack
 
 
 def test_pack_layout() -> None:
@@ -38,6 +38,56 @@ def test_pack_lays_the_shared_head_out_once() -> None:
     assert (final.max_q, final.max_k) == (1, 5)
 
 
+def test_prefix_attention_tiles() -> None:
+    """Each sequence in tiles of at most 32 rows; a document sees the head and its query's
+    prefix (one range where they are adjacent) and itself causally."""
+    batch = pack([[3], [4] * 2], [(0, [5] * 70), (1, [7])], head=[1, 2])
+    # q_start, q_end, diag, own, ctx0 start/end, ctx1 start/end
+    assert batch.tiles.tolist() == [
+        [0, 2, 0, 0, 0, 0, 0, 0],  # the head: itself only
+        [2, 3, 2, 2, 0, 2, 0, 0],  # prefix 0 (row 2): the head
+        [3, 5, 3, 3, 0, 2, 0, 0],  # prefix 1 (rows 3-4): the head
+        [5, 75, 5, 5, 0, 3, 3, 3],  # document 0, rows 5-36: head + prefix 0 as one range
+        [37, 75, 37, 5, 0, 3, 3, 3],  # its rows 37-68, own keys from row 5
+        [69, 75, 69, 5, 0, 3, 3, 3],  # rows 69-74
+        [75, 76, 75, 75, 0, 2, 3, 5],  # document 1: the head, then prefix 1
+    ]
+    # the last layer: query row i is document i's last token
+    assert batch.final_tiles.tolist() == [[0, 1, 74, 5, 0, 3, 3, 3], [1, 2, 75, 75, 0, 2, 3, 5]]
+    assert batch.final().tiles is batch.final_tiles
+
+
+# Without CUDA, Triton's interpreter runs the kernel on the CPU (tests/conftest.py); fp32 there,
+# the 16-bit types it runs in on a GPU (where fp32 matmuls would go through TF32).
+CUDA = torch.cuda.is_available()
+KERNEL_DTYPES = [torch.float16, torch.bfloat16] if CUDA else [torch.float32, torch.float16]
+
+
+@pytest.mark.parametrize("head", [[], [9] * 5], ids=["no-head", "head"])
+@pytest.mark.parametrize("dtype", KERNEL_DTYPES)
+def test_prefix_attention_kernel_equals_the_per_sequence_loop(
+    head: list[int], dtype: torch.dtype
+) -> None:
+    """The Triton kernel reads the packed rows in place and matches the reference on every
+    layer shape: several queries, documents longer than a tile, and the last layer's one row
+    per document."""
+    pytest.importorskip("triton")
+    device = torch.device("cuda" if CUDA else "cpu")
+    gen = torch.Generator().manual_seed(0)
+    prefixes = [[1] * 7, [2] * 3, [3] * 11]
+    docs = [(i % 3, [4] * (1 + (37 * i) % 150)) for i in range(7)]
+    batch = pack(prefixes, docs, head).to(device)
+    rows = int(batch.cu_q[-1])
+    q, k, v = (torch.randn(rows, h, 16, generator=gen).to(device, dtype) for h in (4, 2, 2))
+    final = batch.final()
+    tolerance = {torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 2e-2}[dtype]
+    for qs, part in ((q, batch), (q[batch.last], final)):
+        want = attention_loop(qs.float(), k.float(), v.float(), part, 0.25)
+        got = attention_prefix(qs, k, v, part, 0.25)
+        assert got.dtype == dtype
+        assert torch.allclose(got.float(), want, atol=tolerance)
+
+
 @pytest.mark.parametrize(
     ("elements", "padding", "groups"),
     [(2**20, float("inf"), 1), (2**20, 1.5, 6), (50, float("inf"), 12)],  # one, default, small
@@ -51,11 +101,10 @@ def test_grouped_attention_equals_the_per_sequence_loop(
     prefixes = [[1] * 7, [2] * 3, [3] * 11]
     docs = [(i % 3, [4] * (1 + (5 * i) % 13)) for i in range(9)]
     batch = pack(prefixes, docs)
-    tq, tk = int(batch.cu_q[-1]), int(batch.key_index.numel())
-    q = torch.randn(tq, 4, 8, generator=gen)
-    k = torch.randn(tq, 2, 8, generator=gen)[batch.key_index]
-    v = torch.randn(tq, 2, 8, generator=gen)[batch.key_index]
-    assert k.shape[0] == tk
+    rows = int(batch.cu_q[-1])
+    q = torch.randn(rows, 4, 8, generator=gen)
+    k = torch.randn(rows, 2, 8, generator=gen)
+    v = torch.randn(rows, 2, 8, generator=gen)
     want = attention_loop(q, k, v, batch, 8**-0.5)
     got = attention_grouped(q, k, v, batch, 8**-0.5)
     assert torch.allclose(got, want, atol=1e-6)
@@ -63,14 +112,16 @@ def test_grouped_attention_equals_the_per_sequence_loop(
 
 
 def test_fp8_matmul_tracks_the_bf16_product() -> None:
+    device = "cuda" if CUDA else "cpu"  # torch 2.11's CPU build has no FP8 matmul
     gen = torch.Generator().manual_seed(0)
-    x = torch.randn(37, 64, generator=gen).to(torch.bfloat16)
-    w = (torch.randn(48, 64, generator=gen) * torch.linspace(0.01, 3, 48)[:, None]).bfloat16()
+    x = torch.randn(37, 64, generator=gen).to(device, torch.bfloat16)
+    w = torch.randn(48, 64, generator=gen) * torch.linspace(0.01, 3, 48)[:, None]
+    w = w.to(device, torch.bfloat16)
     quantized, scale = packed.quantize_fp8(w)
     assert quantized.dtype == torch.float8_e4m3fn
     assert scale.shape == (1, 48)
     # each row uses the format's range: its largest entry maps to the largest FP8 value
-    assert torch.allclose(quantized.float().abs().amax(dim=1), torch.full((48,), 448.0))
+    assert torch.allclose(quantized.float().abs().amax(dim=1).cpu(), torch.full((48,), 448.0))
     want = x.float() @ w.float().t()
     got = packed._matmul(x, (quantized, scale)).float()
     assert got.dtype == torch.float32

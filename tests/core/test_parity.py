@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from qwen3_rerank import Reranker
 from tests.core.reference import card_scores
@@ -53,6 +54,25 @@ def test_many_queries_packed_together_equal_card_recipe(tiny_model: Path) -> Non
     queries = [QUERY, "北京在哪里\uff1f", "a third, longer question about mountains and rivers"]
     lists = [DOCUMENTS, DOCUMENTS[::-1], DOCUMENTS[2:5]]
     with Reranker(tiny_model, device="cpu", max_batch_tokens=1500) as rr:
+        batches = rr.rerank_batch(queries, lists)
+    for query, docs, results in zip(queries, lists, batches, strict=True):
+        expected = card_scores(tiny_model, query, docs, None, 8192)
+        got = [r.score for r in sorted(results, key=lambda r: r.index)]
+        assert got == pytest.approx(expected, abs=1e-5)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="on CUDA, tests/gpu runs the kernel")
+def test_gpu_attention_kernel_scores_like_card_recipe(tiny_model: Path) -> None:
+    """The Triton prefix-attention kernel that the GPU runs, here in Triton's CPU interpreter
+    inside the whole engine: batches of several queries, documents cut across batches."""
+    pytest.importorskip("triton")
+    from qwen3_rerank.engines.packed import attention_prefix
+
+    queries = [QUERY, "北京在哪里\uff1f"]
+    lists = [DOCUMENTS, DOCUMENTS[::-1][:5]]
+    with Reranker(tiny_model, device="cpu", max_batch_tokens=700) as rr:
+        rr.engine._packed.attention = attention_prefix  # type: ignore[attr-defined]
+        assert rr.engine.attention == "prefix"  # type: ignore[attr-defined]
         batches = rr.rerank_batch(queries, lists)
     for query, docs, results in zip(queries, lists, batches, strict=True):
         expected = card_scores(tiny_model, query, docs, None, 8192)

@@ -9,7 +9,8 @@ Three facts of reranking shape it:
 - Nothing is decoded, so no KV cache is kept. The sequences of a batch (one per query prefix,
   one per document) are packed end to end with no padding, and a single variable-length
   attention call per layer serves them all: a prefix attends causally to itself; a document
-  attends to its query's prefix and causally to itself (bottom-right aligned causal mask).
+  attends to its query's prefix and causally to itself (bottom-right aligned causal mask). On
+  GPU our Triton kernel (``prefix_attention``) reads the prefix rows in place.
 - Only the last token of each document is read: the last layer computes keys and values for
   every row but its queries, output projection and MLP for those rows alone, and the final
   norm and the two-row yes/no head run on them.
@@ -29,6 +30,15 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from .prefix_attention import (
+    BLOCK_M,
+    FINAL_BLOCK_M,
+    final_tile_table,
+    prefix_attention,
+    tile_table,
+)
+from .prefix_attention import available as prefix_attention_available
 
 __all__ = ["PackedBatch", "PackedQwen3", "pack"]
 
@@ -52,6 +62,9 @@ class PackedBatch:
     max_q: int
     max_k: int
     last: torch.Tensor  # [n_docs] row of each document's last token
+    tiles: torch.Tensor  # [n, 8] int32: prefix_attention's tiles
+    final_tiles: torch.Tensor  # [n_docs, 8] the same for the last layer's rows
+    tile_rows: int = BLOCK_M  # query rows per tile
     docs_keys_from: int = 0  # the first document's first row in key_index
     docs_max_k: int = 0  # the most keys of one document
     groups: list[AttentionGroup] | None = None  # attention_grouped's plan, made once
@@ -71,6 +84,9 @@ class PackedBatch:
             max_q=1,
             max_k=self.docs_max_k,
             last=cu_q[:-1],
+            tiles=self.final_tiles,
+            final_tiles=self.final_tiles[:0],  # no layer after it
+            tile_rows=FINAL_BLOCK_M,
         )
 
     def attention_groups(self, device: torch.device, dtype: torch.dtype) -> list[AttentionGroup]:
@@ -87,15 +103,24 @@ class PackedBatch:
         pageable memory before; a pageable copy may wait for the GPU's queued work)."""
         if device.type == "cpu":
             return self
-        parts = (self.tokens, self.positions, self.key_index, self.cu_q, self.cu_k, self.last)
-        host = torch.cat([p.long() for p in parts])
+        parts = (
+            self.tokens,
+            self.positions,
+            self.key_index,
+            self.cu_q,
+            self.cu_k,
+            self.last,
+            self.tiles,
+            self.final_tiles,
+        )
+        host = torch.cat([p.long().flatten() for p in parts])
         if device.type == "cuda":
             host = host.pin_memory()
         flat, start, moved = host.to(device, non_blocking=True), 0, []
         for p in parts:
-            moved.append(flat[start : start + p.numel()])
+            moved.append(flat[start : start + p.numel()].view(p.shape))
             start += p.numel()
-        tokens, positions, key_index, cu_q, cu_k, last = moved
+        tokens, positions, key_index, cu_q, cu_k, last, tiles, final_tiles = moved
         return dataclasses.replace(
             self,
             tokens=tokens,
@@ -104,6 +129,8 @@ class PackedBatch:
             cu_q=cu_q.int(),
             cu_k=cu_k.int(),
             last=last,
+            tiles=tiles.int(),
+            final_tiles=final_tiles.int(),
             groups=None,
         )
 
@@ -112,6 +139,7 @@ def pack(
     prefixes: Sequence[Sequence[int]],
     documents: Sequence[tuple[int, Sequence[int]]],
     head: Sequence[int] = (),
+    tile_rows: int = BLOCK_M,
 ) -> PackedBatch:
     """Lays out the shared head, the prefixes and the documents end to end.
 
@@ -121,6 +149,7 @@ def pack(
         head: Token ids that start every prefix (the template's system part): laid out once
             for the whole batch, and every prefix and document attends to them. A batch of
             many small requests (one document each) has ~40% fewer tokens to compute.
+        tile_rows: Query rows per tile of :func:`.prefix_attention.prefix_attention`.
     """
     h = len(head)
     p_len = np.array([len(p) for p in prefixes], dtype=np.int64)
@@ -152,6 +181,12 @@ def pack(
     k_lens = np.concatenate(([h] if h else [], h + p_len, h + p_len[d_query] + d_len))
     k_lens = k_lens.astype(np.int64)
     docs_from = len(q_lens) - len(d_len)  # sequences before the documents
+    # context ranges of each sequence for prefix_attention: the head, then the query prefix
+    ctx = np.zeros((len(q_lens), 4), dtype=np.int64)
+    ctx[docs_from - len(p_len) :, 1] = h
+    ctx[docs_from:, 2] = p_start[d_query]
+    ctx[docs_from:, 3] = p_start[d_query] + p_len[d_query]
+    seg_start = np.concatenate(([0] if h else [], p_start, d_start)).astype(np.int64)
     return PackedBatch(
         tokens=torch.from_numpy(tokens),
         positions=torch.from_numpy(positions),
@@ -163,6 +198,11 @@ def pack(
         last=torch.from_numpy(d_start + d_len - 1),
         docs_keys_from=int(k_lens[:docs_from].sum()),
         docs_max_k=int(k_lens[docs_from:].max(initial=0)),
+        tiles=torch.from_numpy(tile_table(seg_start, q_lens, ctx, tile_rows)),
+        tile_rows=tile_rows,
+        final_tiles=torch.from_numpy(
+            final_tile_table(d_start + d_len - 1, d_start, ctx[docs_from:])
+        ),
     )
 
 
@@ -241,43 +281,44 @@ def _post_attention(
     return x + _matmul(F.silu(gate) * up, down_w)
 
 
-def _compile_for_tokens(fn: Callable[..., Any], token_args: int) -> Callable[..., Any]:
-    """``torch.compile`` with only the batch-dependent sizes dynamic (dim 0 of the first
-    ``token_args`` arguments: token, key and sequence counts), so that batches of any size reuse
-    the graph while head and hidden sizes stay constants. With ``dynamic=True`` those were
-    symbolic too, and inductor emitted looped reductions: the q/k norm + RoPE kernel ran 6x
-    under memory bandwidth on the H100 (benchmarks/results/probes/latency_probe_dynamic_all.json).
-    Integer arguments (max_q, max_k) become dynamic after their first change: one recompile."""
-    compiled = torch.compile(fn, dynamic=None)
+def _compile_for_tokens(
+    fn: Callable[..., Any], token_args: int, mode: str | None = None
+) -> Callable[..., Any]:
+    """``torch.compile`` with only the batch-dependent sizes dynamic (dim 0 of the tensors in
+    the first ``token_args`` arguments, or in tuples there: token, key, tile and sequence
+    counts), so that batches of any size reuse the graph while head and hidden sizes stay
+    constants. With ``dynamic=True`` those were symbolic too, and inductor emitted looped
+    reductions: the q/k norm + RoPE kernel ran 6x under memory bandwidth on the H100
+    (benchmarks/results/probes/latency_probe_dynamic_all.json). Integer arguments (max_q,
+    max_k) become dynamic after their first change: one recompile. ``mode="reduce-overhead"``
+    replays CUDA graphs: one per distinct set of sizes, recorded the first time it is seen."""
+    compiled = torch.compile(fn, dynamic=None, mode=mode)
 
     def run(*args: Any) -> Any:
-        for tensor in args[:token_args]:
-            torch._dynamo.mark_dynamic(tensor, 0)
+        for arg in args[:token_args]:
+            for tensor in arg if isinstance(arg, tuple) else (arg,):
+                if isinstance(tensor, torch.Tensor):
+                    torch._dynamo.mark_dynamic(tensor, 0)
         return compiled(*args)
 
     return run
 
 
-def _all_layers_flash(
+def _all_layers(
     x: torch.Tensor,
     cos: torch.Tensor,
     sin: torch.Tensor,
-    key_index: torch.Tensor,
-    cu_q: torch.Tensor,
-    cu_k: torch.Tensor,
     last: torch.Tensor,
-    final_key_index: torch.Tensor,
-    final_cu_q: torch.Tensor,
-    final_cu_k: torch.Tensor,
-    max_q: int,
-    max_k: int,
-    final_max_k: int,
+    main: tuple[Any, ...],
+    final: tuple[Any, ...],
     layers: list[tuple[Any, ...]],
     shape: tuple[int, int, int, float, float],
+    attend: Callable[..., torch.Tensor],
 ) -> torch.Tensor:
-    """Every decoder layer, attention by FlashAttention: compiled as one graph on CUDA. The
-    last layer runs its queries, output projection and MLP on each document's last token
-    only (``PackedBatch.final``); returns those rows.
+    """Every decoder layer, compiled as one graph on CUDA, with ``attend(q, k, v, scale,
+    *main)`` as attention (a kernel of ``_KERNELS``). The last layer runs its queries, output
+    projection and MLP on each document's last token only (``PackedBatch.final``, whose
+    kernel arguments are ``final``); returns those rows.
 
     Why one graph: compiled piece by piece, launching one 8k-token batch took 18 ms of CPU
     for 21 ms of GPU work on the H100, so the GPU waited on Python between kernels; one graph
@@ -285,20 +326,22 @@ def _all_layers_flash(
     heads, kv_heads, head_dim, eps, scale = shape
     for ln1, qkv_w, qn, kn, o_w, ln2, gu_w, d_w in layers[:-1]:
         q, k, v = _pre_attention(x, cos, sin, ln1, qkv_w, qn, kn, heads, kv_heads, head_dim, eps)
-        attn = _flash(q, k[key_index], v[key_index], cu_q, cu_k, max_q, max_k, scale)
-        x = _post_attention(x, attn, o_w, ln2, gu_w, d_w, eps)
+        x = _post_attention(x, attend(q, k, v, scale, *main), o_w, ln2, gu_w, d_w, eps)
     ln1, qkv_w, qn, kn, o_w, ln2, gu_w, d_w = layers[-1]
     q, k, v = _pre_attention(x, cos, sin, ln1, qkv_w, qn, kn, heads, kv_heads, head_dim, eps)
-    k, v = k[final_key_index], v[final_key_index]
-    attn = _flash(q[last], k, v, final_cu_q, final_cu_k, 1, final_max_k, scale)
+    attn = attend(q[last], k, v, scale, *final)
     return _post_attention(x[last], attn, o_w, ln2, gu_w, d_w, eps)
 
 
 def attention_loop(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, batch: PackedBatch, scale: float
 ) -> torch.Tensor:
-    """Reference varlen attention: one SDPA call per sequence (any device, any dtype)."""
+    """Reference varlen attention: one SDPA call per sequence (any device, any dtype).
+
+    Every attention function takes the packed rows' queries ``q [R, H, D]`` and keys and
+    values ``k, v [T, KV, D]``; ``batch`` says which keys each query row sees."""
     out = torch.empty_like(q)
+    k, v = k[batch.key_index], v[batch.key_index]
     cu_q, cu_k = batch.cu_q.tolist(), batch.cu_k.tolist()
     group = q.shape[1] // k.shape[1]
     for s in range(len(cu_q) - 1):
@@ -374,6 +417,7 @@ def attention_grouped(
     masks (faster than boolean ones in CPU SDPA), is made once per batch; grouped-query
     heads are shared inside SDPA instead of being copied out per head."""
     out = torch.empty_like(q)
+    k, v = k[batch.key_index], v[batch.key_index]
     for g in batch.attention_groups(q.device, q.dtype):
         qs = q[g.q_index].transpose(1, 2)
         ks, vs = k[g.k_index].transpose(1, 2), v[g.k_index].transpose(1, 2)
@@ -388,25 +432,81 @@ def attention_flash(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, batch: PackedBatch, scale: float
 ) -> torch.Tensor:
     """FlashAttention-2 varlen kernel shipped in PyTorch (CUDA, 16-bit): GQA, causal
-    masks aligned bottom-right when a sequence has more keys than queries."""
-    return _flash(q, k, v, batch.cu_q, batch.cu_k, batch.max_q, batch.max_k, scale)
+    masks aligned bottom-right when a sequence has more keys than queries. Each sequence's
+    keys are gathered first (prefix rows repeated for every document)."""
+    return _flash(q, k, v, scale, *_flash_args(batch))
+
+
+def attention_prefix(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, batch: PackedBatch, scale: float
+) -> torch.Tensor:
+    """The Triton kernel of :mod:`.prefix_attention` (CUDA, 16-bit): reads the packed rows in
+    place, no gathers."""
+    return _prefix(q, k, v, scale, *_prefix_args(batch))
+
+
+def _flash_args(batch: PackedBatch) -> tuple[Any, ...]:
+    return batch.key_index, batch.cu_q, batch.cu_k, batch.max_q, batch.max_k
+
+
+def _prefix_args(batch: PackedBatch) -> tuple[Any, ...]:
+    return batch.tiles, batch.tile_rows
 
 
 def _flash(
     q: torch.Tensor,
     k: torch.Tensor,
     v: torch.Tensor,
+    scale: float,
+    key_index: torch.Tensor,
     cu_q: torch.Tensor,
     cu_k: torch.Tensor,
     max_q: int,
     max_k: int,
-    scale: float,
 ) -> torch.Tensor:
     out = torch.ops.aten._flash_attention_forward(
-        q, k, v, cu_q, cu_k, max_q, max_k, 0.0, True, False, scale=scale
+        q, k[key_index], v[key_index], cu_q, cu_k, max_q, max_k, 0.0, True, False, scale=scale
     )
     result: torch.Tensor = out[0]
     return result
+
+
+def _prefix(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    scale: float,
+    tiles: torch.Tensor,
+    tile_rows: int,
+) -> torch.Tensor:
+    return prefix_attention(q, k, v, tiles, scale, tile_rows)
+
+
+# The attentions the compiled all-layers graph can run: the kernel call, and its arguments
+# from a batch (tensors and ints only, so the graph takes them as inputs).
+_KERNELS: dict[Attention, tuple[Callable[..., torch.Tensor], Callable[..., tuple[Any, ...]]]] = {
+    attention_flash: (_flash, _flash_args),
+    attention_prefix: (_prefix, _prefix_args),
+}
+
+
+# Batches of at most this many rows run as CUDA graphs. Launching the compiled graph costs
+# ~8 ms of CPU whatever the batch size (a 1-document request is ~1 ms of GPU work); larger
+# batches keep the GPU busy longer than their launch takes, and would pay for the padding.
+_GRAPH_ROWS = 4096
+
+
+def _bucket(n: int) -> int:
+    """``n`` rounded up to one of four sizes per power of two (at most 25% more), at least 8."""
+    step = max(1, 1 << max(0, n.bit_length() - 3))
+    return max(8, -(-n // step) * step)
+
+
+def _pad(t: torch.Tensor, n: int) -> torch.Tensor:
+    """``t`` with zero rows appended up to ``n`` rows."""
+    if t.shape[0] == n:
+        return t
+    return F.pad(t, (0, 0) * (t.dim() - 1) + (0, n - t.shape[0]))
 
 
 class PackedQwen3:
@@ -433,6 +533,7 @@ class PackedQwen3:
         device: torch.device,
         *,
         compile: bool = False,
+        cuda_graphs: bool = False,
         embed_on_cpu: bool = False,
         fp8: bool = False,
     ) -> None:
@@ -483,11 +584,18 @@ class PackedQwen3:
         self.attention: Attention = attention_grouped
         self._pre: Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = _pre_attention
         self._post: Callable[..., torch.Tensor] = _post_attention
-        self._flash_layers: Callable[..., torch.Tensor] | None = None
+        self._all_layers: Callable[..., torch.Tensor] | None = None
         if compile:
             self._pre = _compile_for_tokens(_pre_attention, token_args=3)
             self._post = _compile_for_tokens(_post_attention, token_args=2)
-            self._flash_layers = _compile_for_tokens(_all_layers_flash, token_args=10)
+            self._all_layers = _compile_for_tokens(_all_layers, token_args=6)
+        self._graphed: Callable[..., torch.Tensor] | None = None
+        if compile and cuda_graphs and device.type == "cuda":
+            for layer in self.layers:  # weights: inputs the graphs read in place, never copy
+                for w in layer:
+                    for t in w if isinstance(w, tuple) else (w,):
+                        torch._dynamo.mark_static_address(t)
+            self._graphed = _compile_for_tokens(_all_layers, token_args=6, mode="reduce-overhead")
 
     @property
     def weight_bytes(self) -> int:
@@ -506,65 +614,80 @@ class PackedQwen3:
         qkv = (self.heads + 2 * self.kv_heads) * self.head_dim
         inter = self.intermediate
         size = self.embed.element_size()
-        # residual + norm out + attn out, q/k/v (raw and rotated), gathered k/v, gate/up/act
-        return size * (4 * hidden + 2 * qkv + 4 * self.kv_heads * self.head_dim + 4 * inter)
+        # residual + norm out + attn out, q/k/v (raw and rotated), gate/up/act, and the keys
+        # and values gathered per sequence (not by the prefix kernel, which reads them in place)
+        gathered = 0 if self.attention is attention_prefix else 4 * self.kv_heads * self.head_dim
+        return size * (4 * hidden + 2 * qkv + gathered + 4 * inter)
 
     def choose_attention(self) -> None:
-        """Picks the FlashAttention varlen kernel (CUDA, 16-bit) if it runs here and agrees
-        with the reference loop; keeps grouped SDPA on CPU and the loop for fp32 on GPU."""
+        """Picks the fastest attention that runs here and agrees with the reference loop on a
+        small batch (both its layers' shapes): the Triton prefix kernel, else FlashAttention
+        varlen (CUDA, 16-bit). Keeps grouped SDPA on CPU and the loop for fp32 on GPU."""
         if self.device.type == "cpu":
             return
         self.attention = attention_loop
         if self.dtype == torch.float32:
             return
         gen = torch.Generator(device="cpu").manual_seed(0)
-        batch = pack([[1] * 37, [2] * 5], [(0, [3] * 50), (1, [4] * 9), (0, [5] * 130)]).to(
-            self.device
-        )
+        docs = [(0, [3] * 50), (1, [4] * 9), (0, [5] * 130)]
+        batch = pack([[1] * 37, [2] * 5], docs, head=[6] * 11).to(self.device)
         rows = int(batch.cu_q[-1])
         q = torch.randn(rows, self.heads, self.head_dim, generator=gen).to(self.device, self.dtype)
         kv = torch.randn(2, rows, self.kv_heads, self.head_dim, generator=gen)
-        k, v = (t.to(self.device, self.dtype)[batch.key_index] for t in kv)
-        want = attention_loop(q, k, v, batch, self.scale).float()
-        try:
-            got = attention_flash(q, k, v, batch, self.scale).float()
-        except (RuntimeError, TypeError, AttributeError, NotImplementedError):
-            return
-        if got.shape == want.shape and torch.allclose(got, want, atol=2e-2, rtol=0):
-            self.attention = attention_flash
+        k, v = (t.to(self.device, self.dtype) for t in kv)
+        final = batch.final()
+        cases = ((q, batch), (q[batch.last], final))
+        want = [attention_loop(qs, k, v, part, self.scale).float() for qs, part in cases]
+        for candidate in (attention_prefix, attention_flash):
+            if candidate is attention_prefix and not prefix_attention_available():
+                continue
+            try:
+                got = [candidate(qs, k, v, part, self.scale).float() for qs, part in cases]
+            except Exception:  # any failure to build or run it rules the kernel out
+                continue
+            if all(
+                g.shape == w.shape and torch.allclose(g, w, atol=2e-2, rtol=0)
+                for g, w in zip(got, want, strict=True)
+            ):
+                self.attention = candidate
+                return
 
     @torch.inference_mode()
     def score(self, batch: PackedBatch) -> torch.Tensor:
         """fp32 P(yes) of each document of a packed batch built on the CPU by :func:`pack`."""
         host_tokens = batch.tokens
         batch = batch.to(self.device)
+        # Small batches replay CUDA graphs, of fixed shapes: rows, tiles and documents are
+        # padded up to a few sizes (padding rows and tiles compute nothing that is read).
+        graphed = (
+            self._graphed is not None
+            and self.attention is attention_prefix
+            and len(host_tokens) <= _GRAPH_ROWS
+        )
+        rows = _bucket(len(host_tokens)) if graphed else len(host_tokens)
         if self.embed_on_host:  # gather the rows on the CPU, copy only those
             x = self.embed[host_tokens].pin_memory().to(self.device, non_blocking=True)
+            x = _pad(x, rows)
         else:
-            x = self.embed[batch.tokens]
-        freqs = batch.positions.float()[:, None] * self.inv_freq[None, :]
+            x = self.embed[_pad(batch.tokens, rows)]
+        freqs = _pad(batch.positions, rows).float()[:, None] * self.inv_freq[None, :]
         angles = torch.cat((freqs, freqs), dim=-1)
         cos = (angles.cos() * self.rope_scaling).to(self.dtype)
         sin = (angles.sin() * self.rope_scaling).to(self.dtype)
         final = batch.final()
-        if self._flash_layers is not None and self.attention is attention_flash:
-            shape = (self.heads, self.kv_heads, self.head_dim, self.eps, self.scale)
-            x = self._flash_layers(
-                x,
-                cos,
-                sin,
-                batch.key_index,
-                batch.cu_q,
-                batch.cu_k,
-                batch.last,
-                final.key_index,
-                final.cu_q,
-                final.cu_k,
-                batch.max_q,
-                batch.max_k,
-                final.max_k,
-                self.layers,
-                shape,
+        kernel = _KERNELS.get(self.attention)
+        shape = (self.heads, self.kv_heads, self.head_dim, self.eps, self.scale)
+        if self._graphed is not None and graphed:
+            n, docs = len(batch.last), _bucket(len(batch.last))
+            main = (_pad(batch.tiles, _bucket(len(batch.tiles))), batch.tile_rows)
+            ends = (_pad(final.tiles, docs), final.tile_rows)
+            x = self._graphed(
+                x, cos, sin, _pad(batch.last, docs), main, ends, self.layers, shape, _prefix
+            )[:n]
+        elif self._all_layers is not None and kernel is not None:
+            attend, args = kernel
+            x = self._all_layers(
+                x, cos, sin, batch.last, args(batch), args(final), self.layers, shape, attend
             )
         else:
             last_layer = len(self.layers) - 1
@@ -585,7 +708,7 @@ class PackedQwen3:
                 part = batch
                 if i == last_layer:  # only each document's last token is read after it
                     part, q, x = final, q[batch.last], x[batch.last]
-                attn = self.attention(q, k[part.key_index], v[part.key_index], part, self.scale)
+                attn = self.attention(q, k, v, part, self.scale)
                 x = self._post(x, attn, o_w, ln2, gu_w, d_w, self.eps)
         last = _rms_norm(x, self.norm, self.eps)  # the last layer kept only these rows
         return torch.sigmoid(last.float() @ self.direction + self.offset)

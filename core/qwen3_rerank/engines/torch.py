@@ -52,6 +52,8 @@ _BYTE_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**1
 _BYTE_UNITS |= {p: 2 ** (10 * (i + 1)) for i, u in enumerate("KMGT") for p in (u, u + "IB")}
 # Characters per token assumed when cutting requests into pieces to tokenize (English ~4).
 _CHARS_PER_TOKEN = 4
+# Size of those pieces, in batches' worth of tokens.
+_PIECE_BATCHES = 0.5
 # Kept free under a memory cap for the allocator's rounding and small buffers.
 _SLACK_BYTES = 48 * 2**20
 # Batches launched and not yet collected. Costs no GPU memory: launched work only reuses the
@@ -130,8 +132,9 @@ class TorchEngine(ThreadedEngine):
     query's shared prefix computed once, documents packed with no padding, attention by the
     ragged attention kernels on GPU, the yes/no head on last tokens only. ``fast=False`` runs
     transformers' own model on left-padded batches: the reference the fast path is tested against.
-    On GPU, attention runs in the FlashAttention varlen kernel that PyTorch ships, once it has
-    agreed with a per-sequence SDPA reference at start-up.
+    On GPU, attention runs in our Triton kernel (:mod:`.prefix_attention`), else in the
+    FlashAttention varlen kernel that PyTorch ships, whichever first agrees with a per-sequence
+    SDPA reference at start-up.
 
     Args:
         model: A Hub id or a local folder of a Qwen3-Reranker checkpoint.
@@ -145,7 +148,10 @@ class TorchEngine(ThreadedEngine):
             (``"1.5GiB"``, ``"800MB"`` or bytes). Batches are sized to stay under it.
         fast: Use the packed prefix-sharing forward (default) or transformers' model.
         compile: Compile the fast path with ``torch.compile``; ``None`` (default) compiles on
-            CUDA (all layers as one graph; the first calls take tens of seconds longer).
+            CUDA (all layers as one graph; the first calls take tens of seconds longer). On
+            CUDA without ``max_memory``, batches of up to 4096 tokens replay CUDA graphs, one
+            per batch shape (rows padded to four sizes per power of two), so launching a small
+            batch costs the CPU almost nothing.
         quantization: ``"fp8"`` runs the projections in FP8 (weights per output row, activations
             per token; ``torch._scaled_mm``): faster matmuls and half the weight memory on GPUs
             with FP8 units (compute capability 8.9+: Ada, Hopper), scores a little less exact.
@@ -218,6 +224,8 @@ class TorchEngine(ThreadedEngine):
                 self._offset,
                 self.device,
                 compile=self.device.type == "cuda" if compile is None else compile,
+                # a graph's memory pool stays reserved: not under a memory cap
+                cuda_graphs=memory_cap is None,
                 embed_on_cpu=memory_cap is not None,
                 fp8=quantization == "fp8",
             )
@@ -236,7 +244,8 @@ class TorchEngine(ThreadedEngine):
 
     @property
     def attention(self) -> str:
-        """Which attention runs: ``flash`` (varlen GPU kernel), ``grouped`` (padded SDPA over
+        """Which attention runs: ``prefix`` (our Triton kernel, GPU), ``flash`` (PyTorch's
+        FlashAttention varlen kernel, GPU without Triton), ``grouped`` (padded SDPA over
         length-sorted groups, CPU), ``loop`` (SDPA per sequence) or ``padded`` (transformers')."""
         if self._packed is None:
             return "padded"
@@ -333,7 +342,7 @@ class TorchEngine(ThreadedEngine):
         tokenizing one 100-document query took 11 ms on the H100 host, all of it before the
         first batch when requests were tokenized whole (benchmarks/results/probes/).
         """
-        pieces = _pieces(requests, self.max_batch_tokens * _CHARS_PER_TOKEN // 2)
+        pieces = _pieces(requests, int(self.max_batch_tokens * _CHARS_PER_TOKEN * _PIECE_BATCHES))
         futures = [
             self._tokenizing.submit(
                 self.encoder.encode,

@@ -1,0 +1,279 @@
+"""Attention over packed rows that reads each document's shared prefix in place (Triton).
+
+PyTorch's varlen FlashAttention-2 wants each sequence's keys contiguous, so every layer
+gathered the template head and query prefix in front of each document's own keys, and its
+128-row query tiles are ~40% idle on 268-token documents. This kernel works on the packed
+rows as they are: a tile of ``BLOCK_M`` query rows of one sequence, times the two query
+heads that share one key/value head (grouped-query attention: keys and values are loaded
+once for both), reads up to two context ranges (head, query prefix) whole and its own
+sequence causally. Scores match ``attention_loop`` up to float noise (tests compare them).
+
+The tile table (``tile_table``) is built on the host with the batch: eight int32 per tile,
+``q_start, q_end, diag, own, ctx0_start, ctx0_end, ctx1_start, ctx1_end``: query rows
+``[q_start, min(q_end, q_start + BLOCK_M))``; query row ``q_start + j`` sits at key row
+``diag + j`` and sees keys ``[own, diag + j]`` and both context ranges.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = ["BLOCK_M", "FINAL_BLOCK_M", "available", "prefix_attention", "tile_table"]
+
+# Query rows per tile (times 2 heads: 64 rows per matmul), keys per step and launch settings:
+# the fastest of 36 on the H100 for 268-token documents, and faster than FA2 at 4062 tokens
+# too (benchmarks/results/probes/attention_prefix_sweep.json).
+BLOCK_M = 32
+LAUNCH = {"BLOCK_N": 32, "num_warps": 4, "num_stages": 3}
+FINAL_BLOCK_M = 8  # the last layer reads one row per document: one small tile each
+_FIELDS = 8
+
+try:  # Triton ships with CUDA builds of PyTorch; without it the engine keeps FlashAttention
+    import triton
+    import triton.language as tl
+except ImportError:  # pragma: no cover - depends on the install
+    triton = None
+
+
+def available() -> bool:
+    """Whether the kernel can be launched here (Triton importable)."""
+    return triton is not None
+
+
+def tile_table(
+    seg_start: np.ndarray[Any, Any],
+    seg_len: np.ndarray[Any, Any],
+    ctx: np.ndarray[Any, Any],
+    block_m: int = BLOCK_M,
+) -> np.ndarray[Any, Any]:
+    """Tiles of ``block_m`` rows for packed sequences.
+
+    Args:
+        seg_start, seg_len: Each sequence's first packed row and length.
+        ctx: ``[S, 4]`` its context ranges ``ctx0_start, ctx0_end, ctx1_start, ctx1_end``
+            (empty ranges have start == end); adjacent ranges are merged into one.
+    """
+    ctx = ctx.astype(np.int64).copy()
+    joined = (ctx[:, 1] == ctx[:, 2]) & (ctx[:, 2] < ctx[:, 3])
+    ctx[joined, 1] = ctx[joined, 3]
+    ctx[joined, 2:] = ctx[joined, 3:4]
+    n_tiles = -(-seg_len // block_m)
+    seq = np.repeat(np.arange(len(seg_len)), n_tiles)
+    first_tile = np.concatenate(([0], np.cumsum(n_tiles)[:-1]))
+    within = np.arange(len(seq)) - np.repeat(first_tile, n_tiles)
+    q_start = seg_start[seq] + within * block_m
+    table = np.empty((len(seq), _FIELDS), dtype=np.int32)
+    table[:, 0] = q_start
+    table[:, 1] = (seg_start + seg_len)[seq]
+    table[:, 2] = q_start
+    table[:, 3] = seg_start[seq]
+    table[:, 4:] = ctx[seq]
+    return table
+
+
+def final_tile_table(
+    last: np.ndarray[Any, Any], own: np.ndarray[Any, Any], ctx: np.ndarray[Any, Any]
+) -> np.ndarray[Any, Any]:
+    """One tile per document for the last layer, whose queries are the documents' last rows
+    gathered in order (query row ``i`` is packed row ``last[i]``)."""
+    table = tile_table(np.arange(len(last)), np.ones(len(last), dtype=np.int64), ctx, 1)
+    table[:, 2] = last
+    table[:, 3] = own
+    return table
+
+
+if triton is not None:
+
+    @triton.jit
+    def _attend(
+        acc,
+        m_i,
+        l_i,
+        q,
+        K,
+        V,
+        kv_head,
+        lo,
+        hi,
+        key_row,
+        stride_kt,
+        stride_kh,
+        stride_vt,
+        stride_vh,
+        scale_log2,
+        HEAD_DIM: tl.constexpr,
+        BLOCK_N: tl.constexpr,
+        MASK: tl.constexpr,
+    ):
+        """Online softmax over keys ``[lo, hi)``; with MASK, a key beyond ``hi`` or after a
+        row's own key row (``key_row``) is hidden from that row."""
+        n = tl.arange(0, BLOCK_N)
+        d = tl.arange(0, HEAD_DIM)
+        for start in range(lo, hi, BLOCK_N):
+            keys = start + n
+            k = tl.load(
+                K + keys[:, None] * stride_kt + kv_head * stride_kh + d[None, :],
+                mask=(keys < hi)[:, None],
+                other=0.0,
+            )
+            s = tl.dot(q, tl.trans(k)) * scale_log2
+            if MASK:
+                seen = (keys[None, :] < hi) & (keys[None, :] <= key_row[:, None])
+                s = tl.where(seen, s, float("-inf"))
+            m_new = tl.maximum(m_i, tl.max(s, 1))
+            m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
+            p = tl.math.exp2(s - m_safe[:, None])
+            alpha = tl.math.exp2(m_i - m_safe)
+            l_i = l_i * alpha + tl.sum(p, 1)
+            v = tl.load(
+                V + keys[:, None] * stride_vt + kv_head * stride_vh + d[None, :],
+                mask=(keys < hi)[:, None],
+                other=0.0,
+            )
+            acc = tl.dot(p.to(v.dtype), v, acc * alpha[:, None])
+            m_i = m_new
+        return acc, m_i, l_i
+
+    @triton.jit
+    def _prefix_attention_kernel(
+        Q,
+        K,
+        V,
+        Out,
+        Tiles,
+        stride_qt,
+        stride_qh,
+        stride_kt,
+        stride_kh,
+        stride_vt,
+        stride_vh,
+        stride_ot,
+        stride_oh,
+        scale_log2,
+        GROUP: tl.constexpr,
+        HEAD_DIM: tl.constexpr,
+        BLOCK_M: tl.constexpr,
+        BLOCK_N: tl.constexpr,
+    ):
+        tile = Tiles + tl.program_id(0) * 8
+        kv_head = tl.program_id(1)
+        q_start = tl.load(tile)
+        q_end = tl.minimum(tl.load(tile + 1), q_start + BLOCK_M)
+        diag = tl.load(tile + 2)
+        own = tl.load(tile + 3)
+        # both query heads of this key/value head, row by row: [BLOCK_M * GROUP, HEAD_DIM]
+        m = tl.arange(0, BLOCK_M * GROUP)
+        row = q_start + m // GROUP
+        head = kv_head * GROUP + m % GROUP
+        d = tl.arange(0, HEAD_DIM)
+        live = row < q_end
+        q = tl.load(
+            Q + row[:, None] * stride_qt + head[:, None] * stride_qh + d[None, :],
+            mask=live[:, None],
+            other=0.0,
+        )
+        key_row = diag + m // GROUP
+        m_i = tl.full([BLOCK_M * GROUP], float("-inf"), dtype=tl.float32)
+        l_i = tl.zeros([BLOCK_M * GROUP], dtype=tl.float32)
+        acc = tl.zeros([BLOCK_M * GROUP, HEAD_DIM], dtype=tl.float32)
+        # the context ranges, seen whole; then own keys: the blocks every row of the tile
+        # sees whole, then the causal edge
+        full_end = own + (diag + 1 - own) // BLOCK_N * BLOCK_N
+        edge_end = diag + (q_end - q_start)
+        for step in tl.static_range(4):
+            if step < 2:
+                lo, hi = tl.load(tile + 4 + 2 * step), tl.load(tile + 5 + 2 * step)
+            elif step == 2:
+                lo, hi = own, full_end
+            else:
+                lo, hi = full_end, edge_end
+            acc, m_i, l_i = _attend(
+                acc,
+                m_i,
+                l_i,
+                q,
+                K,
+                V,
+                kv_head,
+                lo,
+                hi,
+                key_row,
+                stride_kt,
+                stride_kh,
+                stride_vt,
+                stride_vh,
+                scale_log2,
+                HEAD_DIM,
+                BLOCK_N,
+                step != 2,
+            )
+        out = acc / l_i[:, None]
+        tl.store(
+            Out + row[:, None] * stride_ot + head[:, None] * stride_oh + d[None, :],
+            out.to(Out.dtype.element_ty),
+            mask=live[:, None],
+        )
+
+
+def prefix_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    tiles: torch.Tensor,
+    scale: float,
+    block_m: int = BLOCK_M,
+) -> torch.Tensor:
+    """``q [R, H, D]`` against packed ``k, v [T, KV, D]`` as ``tiles`` say; ``[R, H, D]``."""
+    out: torch.Tensor = torch.ops.qwen3_rerank.prefix_attention(q, k, v, tiles, scale, block_m)
+    return out
+
+
+def _launch(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    tiles: torch.Tensor,
+    scale: float,
+    block_m: int,
+) -> torch.Tensor:
+    out = torch.empty_like(q)
+    group = q.shape[1] // k.shape[1]
+    grid = (tiles.shape[0], k.shape[1])
+    _prefix_attention_kernel[grid](
+        q,
+        k,
+        v,
+        out,
+        tiles,
+        q.stride(0),
+        q.stride(1),
+        k.stride(0),
+        k.stride(1),
+        v.stride(0),
+        v.stride(1),
+        out.stride(0),
+        out.stride(1),
+        scale * math.log2(math.e),
+        GROUP=group,
+        HEAD_DIM=q.shape[2],
+        BLOCK_M=block_m,
+        BLOCK_N=LAUNCH["BLOCK_N"],
+        num_warps=LAUNCH["num_warps"],
+        num_stages=LAUNCH["num_stages"],
+    )
+    return out
+
+
+if triton is not None:
+    # An opaque custom op: torch.compile calls it from its graph as it is. (As a
+    # torch.library.triton_op, inductor recompiles the kernel's source itself, and Triton 3.6
+    # failed an assertion on it on the H100.)
+    _op = torch.library.custom_op("qwen3_rerank::prefix_attention", mutates_args=())(_launch)
+
+    @_op.register_fake
+    def _(q, k, v, tiles, scale, block_m):
+        return torch.empty_like(q)
