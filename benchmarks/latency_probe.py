@@ -147,13 +147,18 @@ def main() -> int:
     for _ in range(3):
         reranker.rerank(*one[0])  # warm-up and compile
 
-    walls = []
-    for q, docs in one[1:11]:
-        torch.cuda.synchronize()
-        t = time.perf_counter()
-        reranker.rerank(q, docs)
-        walls.append((time.perf_counter() - t) * 1000)
-    result["wall_ms_p50"] = round(statistics.median(walls), 2)
+    def p50_ms(requests: list[Any], skip: int = 0) -> float:
+        """Median wall time of ``rerank`` over ``requests``, the first ``skip`` left out."""
+        walls = []
+        for q, docs in requests:
+            torch.cuda.synchronize()
+            t = time.perf_counter()
+            reranker.rerank(q, docs)
+            torch.cuda.synchronize()
+            walls.append((time.perf_counter() - t) * 1000)
+        return round(statistics.median(walls[skip:]), 2)
+
+    result["wall_ms_p50"] = p50_ms(one[1:11])
 
     # The same queries with requests tokenized in pieces of other sizes (in batches' worth of
     # tokens): small pieces start the GPU sooner, but the tokenizer thread then competes with
@@ -164,13 +169,7 @@ def main() -> int:
     by_piece = {}
     for piece in (0.25, 0.5, 1.0, 100.0):
         torch_engine._PIECE_BATCHES = piece
-        walls = []
-        for q, docs in one[1:11]:
-            torch.cuda.synchronize()
-            t = time.perf_counter()
-            reranker.rerank(q, docs)
-            walls.append((time.perf_counter() - t) * 1000)
-        by_piece[str(piece)] = round(statistics.median(walls), 2)
+        by_piece[str(piece)] = p50_ms(one[1:11])
     torch_engine._PIECE_BATCHES = default_piece
     result["wall_ms_p50_by_piece_batches"] = by_piece
 
@@ -180,14 +179,8 @@ def main() -> int:
     small = {}
     for name in ("cuda_graph", "launched"):
         packed._graphed = graphed if name == "cuda_graph" else None
-        walls = []
-        for q, docs in one[:13]:
-            torch.cuda.synchronize()
-            t = time.perf_counter()
-            reranker.rerank(q, docs[:1])
-            torch.cuda.synchronize()
-            walls.append((time.perf_counter() - t) * 1000)
-        small[name] = round(statistics.median(walls[3:]), 2)  # after warm-up and recording
+        # the first three: warm-up and recording
+        small[name] = p50_ms([(q, docs[:1]) for q, docs in one[:13]], skip=3)
     packed._graphed = graphed
     result["one_document_ms_p50"] = small
 

@@ -22,7 +22,14 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["BLOCK_M", "FINAL_BLOCK_M", "available", "prefix_attention", "tile_table"]
+__all__ = [
+    "BLOCK_M",
+    "FINAL_BLOCK_M",
+    "available",
+    "final_tile_table",
+    "prefix_attention",
+    "tile_table",
+]
 
 # Query rows per tile (times 2 heads: 64 rows per matmul), keys per step and launch settings:
 # the fastest of 36 on the H100 for 268-token documents, and faster than FA2 at 4062 tokens
