@@ -24,7 +24,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "core"))
 
-from qwen3_rerank.engines.packed import _flash, attention_prefix, pack
+from qwen3_rerank.engines.packed import attention_flash, attention_prefix, pack
 
 HEADS, KV_HEADS, HEAD_DIM, LAYERS, BATCHES = 16, 8, 128, 28, 4
 HEAD, QUERY, DOCS, DOC_LEN = 39, 31, 25, 268
@@ -40,6 +40,16 @@ def best_ms(fn: Any, reps: int = 20) -> float:
         torch.cuda.synchronize()
         times.append((time.perf_counter() - start) * 1000)
     return sorted(times)[len(times) // 2]
+
+
+def random_qkv(
+    rows: int, seed: int, dev: torch.device, dt: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Queries, keys and values of ``rows`` packed rows, Qwen3-Reranker-0.6B's head shapes."""
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    shapes = ((rows, HEADS, HEAD_DIM), (rows, KV_HEADS, HEAD_DIM), (rows, KV_HEADS, HEAD_DIM))
+    q, k, v = (torch.randn(shape, generator=gen).to(dev, dt) for shape in shapes)
+    return q, k, v
 
 
 def useful_flops(batch: Any) -> float:
@@ -62,15 +72,12 @@ def main() -> int:
     dev, dt = torch.device("cuda"), torch.bfloat16
     batch = pack([[2] * QUERY], [(0, [3] * DOC_LEN) for _ in range(DOCS)], [1] * HEAD)
     rows = int(batch.cu_q[-1])
-    gen = torch.Generator(device="cpu").manual_seed(0)
-    q = torch.randn(rows, HEADS, HEAD_DIM, generator=gen).to(dev, dt)
-    k = torch.randn(rows, KV_HEADS, HEAD_DIM, generator=gen).to(dev, dt)
-    v = torch.randn(rows, KV_HEADS, HEAD_DIM, generator=gen).to(dev, dt)
+    q, k, v = random_qkv(rows, 0, dev, dt)
     gpu = batch.to(dev)
     scale = HEAD_DIM**-0.5
 
     def flash() -> torch.Tensor:
-        return _flash(q, k, v, scale, gpu.key_index, gpu.cu_q, gpu.cu_k, gpu.max_q, gpu.max_k)
+        return attention_flash(q, k, v, gpu, scale)
 
     # Row facts for the mask: which sequence owns a row, which query a prefix row serves,
     # which query a document row belongs to (-1 / -2 where it does not apply).
@@ -208,17 +215,10 @@ def sweep(dev: torch.device, dt: torch.dtype, scale: float) -> dict[str, Any]:
     default = dict(prefix_attention.LAUNCH)
     for name, (n_docs, doc_len) in layouts.items():
         docs = [(0, [3] * doc_len) for _ in range(n_docs)]
-        rows = HEAD + QUERY + n_docs * doc_len
-        gen = torch.Generator(device="cpu").manual_seed(1)
-        q = torch.randn(rows, HEADS, HEAD_DIM, generator=gen).to(dev, dt)
-        k = torch.randn(rows, KV_HEADS, HEAD_DIM, generator=gen).to(dev, dt)
-        v = torch.randn(rows, KV_HEADS, HEAD_DIM, generator=gen).to(dev, dt)
+        q, k, v = random_qkv(HEAD + QUERY + n_docs * doc_len, 1, dev, dt)
         gpu = pack([[2] * QUERY], docs, [1] * HEAD).to(dev)
-        want = _flash(q, k, v, scale, *(gpu.key_index, gpu.cu_q, gpu.cu_k, gpu.max_q, gpu.max_k))
-
-        def flash(q: Any = q, k: Any = k, v: Any = v, gpu: Any = gpu) -> Any:
-            return _flash(q, k, v, scale, gpu.key_index, gpu.cu_q, gpu.cu_k, gpu.max_q, gpu.max_k)
-
+        want = attention_flash(q, k, v, gpu, scale)
+        flash = partial(attention_flash, q, k, v, gpu, scale)
         entry: dict[str, Any] = {"flash_with_gathers_ms": round(best_ms(flash) * LAYERS, 3)}
         configs = []
         for tile_rows in (32, 64):

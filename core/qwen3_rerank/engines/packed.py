@@ -186,19 +186,19 @@ def pack(
     ctx[docs_from - len(p_len) :, 1] = h
     ctx[docs_from:, 2] = p_start[d_query]
     ctx[docs_from:, 3] = p_start[d_query] + p_len[d_query]
-    seg_start = np.concatenate(([0] if h else [], p_start, d_start)).astype(np.int64)
+    cu_q = np.concatenate(([0], np.cumsum(q_lens))).astype(np.int32)  # each sequence's start
     return PackedBatch(
         tokens=torch.from_numpy(tokens),
         positions=torch.from_numpy(positions),
         key_index=torch.from_numpy(key_index),
-        cu_q=torch.from_numpy(np.concatenate(([0], np.cumsum(q_lens))).astype(np.int32)),
+        cu_q=torch.from_numpy(cu_q),
         cu_k=torch.from_numpy(np.concatenate(([0], np.cumsum(k_lens))).astype(np.int32)),
         max_q=int(q_lens.max()),
         max_k=int(k_lens.max()),
         last=torch.from_numpy(d_start + d_len - 1),
         docs_keys_from=int(k_lens[:docs_from].sum()),
         docs_max_k=int(k_lens[docs_from:].max(initial=0)),
-        tiles=torch.from_numpy(tile_table(seg_start, q_lens, ctx, tile_rows)),
+        tiles=torch.from_numpy(tile_table(cu_q[:-1], q_lens, ctx, tile_rows)),
         tile_rows=tile_rows,
         final_tiles=torch.from_numpy(
             final_tile_table(d_start + d_len - 1, d_start, ctx[docs_from:])
