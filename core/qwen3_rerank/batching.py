@@ -53,12 +53,18 @@ class PackedPlanner:
     no padding. Documents stay in the order given, so the documents of one query share batches
     and its prefix is computed as few times as possible. A document that cannot fit even alone
     gets a batch of its own.
+
+    ``first_tokens`` bounds the first batch alone (at most ``max_tokens``): a small first batch
+    starts the GPU sooner, while the rest is still being tokenized.
     """
 
-    def __init__(self, max_tokens: int) -> None:
+    def __init__(self, max_tokens: int, first_tokens: int | None = None) -> None:
         if max_tokens < 1:
             raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
+        if first_tokens is not None and first_tokens < 1:
+            raise ValueError(f"first_tokens must be >= 1, got {first_tokens}")
         self.max_tokens = max_tokens
+        self._limit = min(first_tokens or max_tokens, max_tokens)
         self._current: list[int] = []
         self._queries: set[int] = set()
         self._used = 0
@@ -67,7 +73,7 @@ class PackedPlanner:
         """Adds a document; returns the batch it closed, if adding it closed one."""
         cost = length + (0 if query in self._queries else prefix_length)
         closed = None
-        if self._current and self._used + cost > self.max_tokens:
+        if self._current and self._used + cost > self._limit:
             closed = self.finish()
             cost = length + prefix_length
         self._current.append(item)
@@ -79,4 +85,5 @@ class PackedPlanner:
         """The open batch, if any, and a fresh start."""
         batch = self._current or None
         self._current, self._queries, self._used = [], set(), 0
+        self._limit = self.max_tokens
         return batch

@@ -29,10 +29,14 @@ def test_longest_first_and_padded_cost_counts_the_longest_row() -> None:
 
 
 def plan_packed(
-    query_of: list[int], lengths: list[int], prefixes: list[int], budget: int
+    query_of: list[int],
+    lengths: list[int],
+    prefixes: list[int],
+    budget: int,
+    first: int | None = None,
 ) -> list[list[int]]:
     """Every batch the planner closes, fed the documents in order, then the open one."""
-    planner = PackedPlanner(budget)
+    planner = PackedPlanner(budget, first)
     batches = [
         closed
         for i, (q, n) in enumerate(zip(query_of, lengths, strict=True))
@@ -66,3 +70,12 @@ def test_packed_plan_shares_prefixes() -> None:
     # two queries with 50-token prefixes, four 10-token documents: one batch of 140 tokens
     assert plan_packed([0, 0, 1, 1], [10] * 4, [50, 50], 140) == [[0, 1, 2, 3]]
     assert plan_packed([0, 0, 1, 1], [10] * 4, [50, 50], 139) == [[0, 1, 2], [3]]
+
+
+def test_a_smaller_first_batch_then_full_ones() -> None:
+    # one query, 50-token prefix, ten 10-token documents: first batch 80 tokens, then 150
+    batches = plan_packed([0] * 10, [10] * 10, [50], 150, first=80)
+    assert batches == [[0, 1, 2], [3, 4, 5, 6, 7, 8, 9]]
+    assert plan_packed([0] * 10, [10] * 10, [50], 150, first=1000) == [list(range(10))]
+    with pytest.raises(ValueError, match="first_tokens"):
+        PackedPlanner(10, 0)

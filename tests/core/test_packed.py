@@ -7,6 +7,7 @@ import torch
 
 from qwen3_rerank.engines import packed
 from qwen3_rerank.engines.packed import attention_grouped, attention_loop, attention_prefix, pack
+from qwen3_rerank.engines.prefix_attention import prefix_attention
 
 
 def test_pack_layout() -> None:
@@ -63,14 +64,16 @@ CUDA = torch.cuda.is_available()
 KERNEL_DTYPES = [torch.float16, torch.bfloat16] if CUDA else [torch.float32, torch.float16]
 
 
+@pytest.mark.parametrize("rope_q", [False, True], ids=["q-ready", "q-normed-in-kernel"])
 @pytest.mark.parametrize("head", [[], [9] * 5], ids=["no-head", "head"])
 @pytest.mark.parametrize("dtype", KERNEL_DTYPES)
 def test_prefix_attention_kernel_equals_the_per_sequence_loop(
-    head: list[int], dtype: torch.dtype
+    head: list[int], dtype: torch.dtype, rope_q: bool
 ) -> None:
     """The Triton kernel reads the packed rows in place and matches the reference on every
     layer shape: several queries, documents longer than a tile, and the last layer's one row
-    per document."""
+    per document. With ``rope_q`` it gets the raw q projection and applies the q-norm and
+    RoPE (at each row's own position) itself."""
     pytest.importorskip("triton")
     device = torch.device("cuda" if CUDA else "cpu")
     gen = torch.Generator().manual_seed(0)
@@ -79,11 +82,24 @@ def test_prefix_attention_kernel_equals_the_per_sequence_loop(
     batch = pack(prefixes, docs, head).to(device)
     rows = int(batch.cu_q[-1])
     q, k, v = (torch.randn(rows, h, 16, generator=gen).to(device, dtype) for h in (4, 2, 2))
+    weight = (1 + torch.rand(16, generator=gen)).to(device, dtype)
+    freqs = batch.positions.float()[:, None] * 0.3 ** torch.arange(8, device=device)
+    angles = torch.cat((freqs, freqs), dim=-1)
+    cos, sin = angles.cos().to(dtype), angles.sin().to(dtype)
+    ready = packed._rotate(  # the model's q-norm and RoPE, in fp32
+        packed._rms_norm(q.float(), weight.float(), 1e-6),
+        cos.float()[:, None],
+        sin.float()[:, None],
+    )
     final = batch.final()
     tolerance = {torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 2e-2}[dtype]
-    for qs, part in ((q, batch), (q[batch.last], final)):
-        want = attention_loop(qs.float(), k.float(), v.float(), part, 0.25)
-        got = attention_prefix(qs, k, v, part, 0.25)
+    for rows_of, part in ((slice(None), batch), (batch.last, final)):
+        want = attention_loop(ready[rows_of], k.float(), v.float(), part, 0.25)
+        if rope_q:
+            rope = (weight, cos, sin, 1e-6)
+            got = prefix_attention(q[rows_of], k, v, part.tiles, 0.25, part.tile_rows, rope)
+        else:
+            got = attention_prefix(ready[rows_of].to(dtype), k, v, part, 0.25)
         assert got.dtype == dtype
         assert torch.allclose(got.float(), want, atol=tolerance)
 

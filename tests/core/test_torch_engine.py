@@ -250,15 +250,18 @@ def test_compiled_path_matches_and_compiles_once(tiny_model: Path, reranker: Rer
     assert reversed_scores == pytest.approx(first[::-1], abs=1e-4)
 
 
-def test_pieces_tokenized_apart_score_like_one_piece(tiny_model: Path) -> None:
-    """Requests tokenized in many small pieces (while earlier batches run) give the scores and
-    truncation flags of the padded reference, which tokenizes each request whole."""
+@pytest.mark.parametrize("inline", [False, True], ids=["helper-thread", "inline"])
+def test_pieces_tokenized_apart_score_like_one_piece(tiny_model: Path, inline: bool) -> None:
+    """Requests tokenized in many small pieces (while earlier batches run, on the helper
+    thread or between launches with a smaller first batch, as with CUDA graphs) give the
+    scores and truncation flags of the padded reference, which tokenizes each request whole."""
     queries = [QUERY, "which city has a river", "bread"]
     docs = [DOCUMENTS, ["river " * 400, *DOCUMENTS[:3]], DOCUMENTS[::-1]]
     with (
         Reranker(tiny_model, device="cpu", max_length=200, max_batch_tokens=200) as pieces,
         Reranker(tiny_model, device="cpu", max_length=200, fast=False) as whole,
     ):
+        pieces.engine._tokenize_inline = inline  # type: ignore[attr-defined]
         got = pieces.rerank_batch(queries, docs)
         want = whole.rerank_batch(queries, docs)
     for g, w in zip(got, want, strict=True):

@@ -161,30 +161,81 @@ def test_flash_attention_fallback_scores_like_the_prefix_kernel(model_06b: Path)
     assert max(abs(a - b) for a, b in zip(prefix, flash, strict=True)) <= 0.01
 
 
-def test_small_batches_replay_cuda_graphs(model_06b: Path) -> None:
-    """A one-document request runs as a CUDA graph: the same scores as launching the compiled
-    graph kernel by kernel, in less time (launching costs ~8 ms of CPU per batch)."""
+def test_batches_replay_cuda_graphs(model_06b: Path) -> None:
+    """Every batch runs as a CUDA graph: one-document requests and 40-document queries of up
+    to 700 words (several batches each) score as when the compiled graph is launched kernel by
+    kernel, with no cudagraph skipped, and a one-document request takes less time (launching
+    costs ~8 ms of CPU per batch)."""
     import time
 
     from torch._dynamo.utils import counters
 
     queries, docs = workload(4)
-    requests = [(q, d[:1]) for q, d in zip(queries, docs, strict=True)] * 4
+    small = [(q, d[:1]) for q, d in zip(queries, docs, strict=True)] * 4
+    large = list(zip(queries, docs, strict=True))
 
-    def run(rr: Reranker) -> tuple[list[float], float]:
-        scores = [rr.score(q, d)[0] for q, d in requests[:3]]  # warm-up: compile, record
+    def run(rr: Reranker, requests: list[tuple[str, list[str]]]) -> tuple[list[float], float]:
+        for q, d in requests[:3]:  # warm-up: compile, record
+            rr.score(q, d)
         torch.cuda.synchronize()
         start = time.perf_counter()
-        scores = [rr.score(q, d)[0] for q, d in requests]
+        scores = [s for q, d in requests for s in rr.score(q, d)]
         return scores, time.perf_counter() - start
 
     with Reranker(model_06b, device="cuda") as rr:
         packed = rr.engine._packed  # type: ignore[attr-defined]
-        assert packed._graphed is not None
-        graphed, graphed_s = run(rr)
+        assert packed.replays_graphs
+        graphed, graphed_s = run(rr, small)
+        graphed_large, _ = run(rr, large)
         assert counters["inductor"]["cudagraph_skips"] == 0
         graphs, packed._graphed = packed._graphed, None
-        launched, launched_s = run(rr)
+        launched, launched_s = run(rr, small)
+        launched_large, _ = run(rr, large)
         packed._graphed = graphs
     assert max(abs(a - b) for a, b in zip(graphed, launched, strict=True)) <= 1e-2
+    assert max(abs(a - b) for a, b in zip(graphed_large, launched_large, strict=True)) <= 1e-2
     assert graphed_s < 0.8 * launched_s, (graphed_s, launched_s)
+
+
+_MEMORY_SCRIPT = """
+import subprocess, sys, torch
+from qwen3_rerank import Reranker
+from tests.gpu.test_gpu_engine import workload
+
+def used_mib():
+    out = subprocess.run(
+        ["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits", "-i", "0"],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    return int(out.strip())
+
+before = used_mib()  # this process has no CUDA context yet; the idle parent's use stays put
+queries, docs = workload(5)
+with Reranker(sys.argv[1], device="cuda") as rr:
+    for n in (1, 3, 17, 40):
+        for q, d in zip(queries, docs):
+            rr.score(q, d[:n])
+    rr.rerank_batch(queries, docs)
+    torch.cuda.synchronize()
+    print((used_mib() - before) / 1024)
+"""
+
+
+def test_whole_gpu_memory_with_defaults_stays_under_2_5_gib(model_06b: Path) -> None:
+    """With its defaults (CUDA graphs recorded for each batch shape seen, their memory pool
+    kept) a fresh process holds at most 2.5 GiB of the GPU, CUDA context included, after
+    queries of many shapes: nvidia-smi's used memory before it starts and at the end."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run(
+        [sys.executable, "-c", _MEMORY_SCRIPT, str(model_06b)],
+        capture_output=True,
+        text=True,
+        cwd=root,
+        check=True,
+    )
+    used = float(out.stdout.strip().splitlines()[-1])
+    print(f"GPU used: {used:.2f} GiB")
+    assert used <= 2.5

@@ -254,16 +254,20 @@ def _pre_attention(
     kv_heads: int,
     head_dim: int,
     eps: float,
+    rotate_q: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Input norm, fused q/k/v projection, per-head q/k norms and RoPE."""
+    """Input norm, fused q/k/v projection, per-head q/k norms and RoPE (q left raw when the
+    attention kernel normalises and rotates it itself: ``rotate_q=False``)."""
     h = _rms_norm(x, norm_w, eps)
     qkv = _matmul(h, qkv_w)
     q_end, k_end = heads * head_dim, (heads + kv_heads) * head_dim
-    q = _rms_norm(qkv[:, :q_end].reshape(-1, heads, head_dim), q_norm_w, eps)
+    q = qkv[:, :q_end].reshape(-1, heads, head_dim)
     k = _rms_norm(qkv[:, q_end:k_end].reshape(-1, kv_heads, head_dim), k_norm_w, eps)
     v = qkv[:, k_end:]
     cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
-    return _rotate(q, cos, sin), _rotate(k, cos, sin), v.reshape(-1, kv_heads, head_dim)
+    if rotate_q:
+        q = _rotate(_rms_norm(q, q_norm_w, eps), cos, sin)
+    return q, _rotate(k, cos, sin), v.reshape(-1, kv_heads, head_dim)
 
 
 def _post_attention(
@@ -314,22 +318,31 @@ def _all_layers(
     layers: list[tuple[Any, ...]],
     shape: tuple[int, int, int, float, float],
     attend: Callable[..., torch.Tensor],
+    q_in_kernel: bool,
 ) -> torch.Tensor:
     """Every decoder layer, compiled as one graph on CUDA, with ``attend(q, k, v, scale,
-    *main)`` as attention (a kernel of ``_KERNELS``). The last layer runs its queries, output
-    projection and MLP on each document's last token only (``PackedBatch.final``, whose
-    kernel arguments are ``final``); returns those rows.
+    *main)`` as attention (a kernel of ``_KERNELS``; with ``q_in_kernel`` it also gets the
+    layer's q-norm weight, cos, sin and eps, and applies them to the raw q). The last layer
+    runs its queries, output projection and MLP on each document's last token only
+    (``PackedBatch.final``, whose kernel arguments are ``final``); returns those rows.
 
     Why one graph: compiled piece by piece, launching one 8k-token batch took 18 ms of CPU
     for 21 ms of GPU work on the H100, so the GPU waited on Python between kernels; one graph
     launches them all from generated code (benchmarks/results/probes/latency_probe*.json)."""
     heads, kv_heads, head_dim, eps, scale = shape
+    rotate_q = not q_in_kernel
     for ln1, qkv_w, qn, kn, o_w, ln2, gu_w, d_w in layers[:-1]:
-        q, k, v = _pre_attention(x, cos, sin, ln1, qkv_w, qn, kn, heads, kv_heads, head_dim, eps)
-        x = _post_attention(x, attend(q, k, v, scale, *main), o_w, ln2, gu_w, d_w, eps)
+        q, k, v = _pre_attention(
+            x, cos, sin, ln1, qkv_w, qn, kn, heads, kv_heads, head_dim, eps, rotate_q
+        )
+        rope = (qn, cos, sin, eps) if q_in_kernel else ()
+        x = _post_attention(x, attend(q, k, v, scale, *main, *rope), o_w, ln2, gu_w, d_w, eps)
     ln1, qkv_w, qn, kn, o_w, ln2, gu_w, d_w = layers[-1]
-    q, k, v = _pre_attention(x, cos, sin, ln1, qkv_w, qn, kn, heads, kv_heads, head_dim, eps)
-    attn = attend(q[last], k, v, scale, *final)
+    q, k, v = _pre_attention(
+        x, cos, sin, ln1, qkv_w, qn, kn, heads, kv_heads, head_dim, eps, rotate_q
+    )
+    rope = (qn, cos, sin, eps) if q_in_kernel else ()
+    attn = attend(q[last], k, v, scale, *final, *rope)
     return _post_attention(x[last], attn, o_w, ln2, gu_w, d_w, eps)
 
 
@@ -478,28 +491,44 @@ def _prefix(
     scale: float,
     tiles: torch.Tensor,
     tile_rows: int,
+    *rope_q: Any,
 ) -> torch.Tensor:
-    return prefix_attention(q, k, v, tiles, scale, tile_rows)
+    return prefix_attention(q, k, v, tiles, scale, tile_rows, rope_q or None)
 
 
-# The attentions the compiled all-layers graph can run: the kernel call, and its arguments
-# from a batch (tensors and ints only, so the graph takes them as inputs).
-_KERNELS: dict[Attention, tuple[Callable[..., torch.Tensor], Callable[..., tuple[Any, ...]]]] = {
-    attention_flash: (_flash, _flash_args),
-    attention_prefix: (_prefix, _prefix_args),
+# The attentions the compiled all-layers graph can run: the kernel call, its arguments from a
+# batch (tensors and ints only, so the graph takes them as inputs), and whether it applies
+# the q-norm and RoPE itself.
+_KERNELS: dict[
+    Attention, tuple[Callable[..., torch.Tensor], Callable[..., tuple[Any, ...]], bool]
+] = {
+    attention_flash: (_flash, _flash_args, False),
+    attention_prefix: (_prefix, _prefix_args, True),
 }
 
 
-# Batches of at most this many rows run as CUDA graphs. Launching the compiled graph costs
-# ~8 ms of CPU whatever the batch size (a 1-document request is ~1 ms of GPU work); larger
-# batches keep the GPU busy longer than their launch takes, and would pay for the padding.
-_GRAPH_ROWS = 4096
+def _step(n: int, per_octave: int) -> int:
+    return 1 << max(0, n.bit_length() - per_octave.bit_length())
 
 
-def _bucket(n: int) -> int:
-    """``n`` rounded up to one of four sizes per power of two (at most 25% more), at least 8."""
-    step = max(1, 1 << max(0, n.bit_length() - 3))
+def _bucket(n: int, per_octave: int = 4) -> int:
+    """``n`` rounded up to one of ``per_octave`` sizes per power of two (a power of two
+    itself), at least 8: CUDA graphs have fixed shapes, and a few sizes keep both the padding
+    and the number of graphs small."""
+    step = _step(n, per_octave)
     return max(8, -(-n // step) * step)
+
+
+# Rows are padded to eight sizes per power of two (at most 12.5% more), tiles and documents to
+# four: rows set the cost of every matmul, tiles and documents cost little.
+_ROW_SIZES = 8
+
+
+def graph_rows(n: int) -> int:
+    """The largest padded row count that is at most ``n``: batches planned with this token
+    budget fill their CUDA graphs with little padding."""
+    step = _step(n, _ROW_SIZES)
+    return max(8, n // step * step)
 
 
 def _pad(t: torch.Tensor, n: int) -> torch.Tensor:
@@ -598,6 +627,12 @@ class PackedQwen3:
             self._graphed = _compile_for_tokens(_all_layers, token_args=6, mode="reduce-overhead")
 
     @property
+    def replays_graphs(self) -> bool:
+        """Whether batches replay CUDA graphs: launching one then costs the CPU well under a
+        millisecond instead of ~8 ms, so the GPU never waits for the launch."""
+        return self._graphed is not None and self.attention is attention_prefix
+
+    @property
     def weight_bytes(self) -> int:
         """Bytes of weights held on the device."""
         flat = (
@@ -657,14 +692,10 @@ class PackedQwen3:
         """fp32 P(yes) of each document of a packed batch built on the CPU by :func:`pack`."""
         host_tokens = batch.tokens
         batch = batch.to(self.device)
-        # Small batches replay CUDA graphs, of fixed shapes: rows, tiles and documents are
-        # padded up to a few sizes (padding rows and tiles compute nothing that is read).
-        graphed = (
-            self._graphed is not None
-            and self.attention is attention_prefix
-            and len(host_tokens) <= _GRAPH_ROWS
-        )
-        rows = _bucket(len(host_tokens)) if graphed else len(host_tokens)
+        # CUDA graphs have fixed shapes: rows, tiles and documents are padded up to a few
+        # sizes (padding rows and tiles compute nothing that is read).
+        graphed = self.replays_graphs
+        rows = _bucket(len(host_tokens), _ROW_SIZES) if graphed else len(host_tokens)
         if self.embed_on_host:  # gather the rows on the CPU, copy only those
             x = self.embed[host_tokens].pin_memory().to(self.device, non_blocking=True)
             x = _pad(x, rows)
@@ -677,17 +708,26 @@ class PackedQwen3:
         final = batch.final()
         kernel = _KERNELS.get(self.attention)
         shape = (self.heads, self.kv_heads, self.head_dim, self.eps, self.scale)
-        if self._graphed is not None and graphed:
+        if graphed and self._graphed is not None:
             n, docs = len(batch.last), _bucket(len(batch.last))
             main = (_pad(batch.tiles, _bucket(len(batch.tiles))), batch.tile_rows)
             ends = (_pad(final.tiles, docs), final.tile_rows)
             x = self._graphed(
-                x, cos, sin, _pad(batch.last, docs), main, ends, self.layers, shape, _prefix
+                x, cos, sin, _pad(batch.last, docs), main, ends, self.layers, shape, _prefix, True
             )[:n]
         elif self._all_layers is not None and kernel is not None:
-            attend, args = kernel
+            attend, args, q_in_kernel = kernel
             x = self._all_layers(
-                x, cos, sin, batch.last, args(batch), args(final), self.layers, shape, attend
+                x,
+                cos,
+                sin,
+                batch.last,
+                args(batch),
+                args(final),
+                self.layers,
+                shape,
+                attend,
+                q_in_kernel,
             )
         else:
             last_layer = len(self.layers) - 1

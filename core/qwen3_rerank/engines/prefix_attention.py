@@ -146,12 +146,51 @@ if triton is not None:
         return acc, m_i, l_i
 
     @triton.jit
+    def _normed_rotated(
+        Q,
+        QW,
+        Cos,
+        Sin,
+        row,
+        head,
+        pos_row,
+        live,
+        stride_qt,
+        stride_qh,
+        stride_ct,
+        eps,
+        HEAD_DIM: tl.constexpr,
+    ):
+        """Query rows as the model's q-norm (RMSNorm in fp32, rounded, scaled) and RoPE
+        (rotate-half, cos/sin of packed row ``pos_row``) leave them, rounded once at the end
+        as inductor's fused kernel does."""
+        half = tl.arange(0, HEAD_DIM // 2)
+        at = Q + row[:, None] * stride_qt + head[:, None] * stride_qh + half[None, :]
+        x1 = tl.load(at, mask=live[:, None], other=0.0).to(tl.float32)
+        x2 = tl.load(at + HEAD_DIM // 2, mask=live[:, None], other=0.0).to(tl.float32)
+        r = tl.rsqrt((tl.sum(x1 * x1, 1) + tl.sum(x2 * x2, 1)) / HEAD_DIM + eps)
+        dtype = Q.dtype.element_ty
+        n1 = (x1 * r[:, None]).to(dtype).to(tl.float32) * tl.load(QW + half).to(tl.float32)
+        n2 = (x2 * r[:, None]).to(dtype).to(tl.float32) * tl.load(QW + HEAD_DIM // 2 + half).to(
+            tl.float32
+        )
+        trig = pos_row[:, None] * stride_ct + half[None, :]
+        c = tl.load(Cos + trig, mask=live[:, None], other=0.0).to(tl.float32)
+        s = tl.load(Sin + trig, mask=live[:, None], other=0.0).to(tl.float32)
+        q1 = (n1 * c - n2 * s).to(dtype)
+        q2 = (n2 * c + n1 * s).to(dtype)
+        return tl.reshape(tl.permute(tl.join(q1, q2), (0, 2, 1)), (row.shape[0], HEAD_DIM))
+
+    @triton.jit
     def _prefix_attention_kernel(
         Q,
         K,
         V,
         Out,
         Tiles,
+        QW,
+        Cos,
+        Sin,
         stride_qt,
         stride_qh,
         stride_kt,
@@ -160,11 +199,14 @@ if triton is not None:
         stride_vh,
         stride_ot,
         stride_oh,
+        stride_ct,
+        eps,
         scale_log2,
         GROUP: tl.constexpr,
         HEAD_DIM: tl.constexpr,
         BLOCK_M: tl.constexpr,
         BLOCK_N: tl.constexpr,
+        ROPE_Q: tl.constexpr,
     ):
         tile = Tiles + tl.program_id(0) * 8
         kv_head = tl.program_id(1)
@@ -178,12 +220,29 @@ if triton is not None:
         head = kv_head * GROUP + m % GROUP
         d = tl.arange(0, HEAD_DIM)
         live = row < q_end
-        q = tl.load(
-            Q + row[:, None] * stride_qt + head[:, None] * stride_qh + d[None, :],
-            mask=live[:, None],
-            other=0.0,
-        )
-        key_row = diag + m // GROUP
+        key_row = diag + m // GROUP  # the packed row of each query
+        if ROPE_Q:
+            q = _normed_rotated(
+                Q,
+                QW,
+                Cos,
+                Sin,
+                row,
+                head,
+                key_row,
+                live,
+                stride_qt,
+                stride_qh,
+                stride_ct,
+                eps,
+                HEAD_DIM,
+            )
+        else:
+            q = tl.load(
+                Q + row[:, None] * stride_qt + head[:, None] * stride_qh + d[None, :],
+                mask=live[:, None],
+                other=0.0,
+            )
         m_i = tl.full([BLOCK_M * GROUP], float("-inf"), dtype=tl.float32)
         l_i = tl.zeros([BLOCK_M * GROUP], dtype=tl.float32)
         acc = tl.zeros([BLOCK_M * GROUP, HEAD_DIM], dtype=tl.float32)
@@ -233,9 +292,24 @@ def prefix_attention(
     tiles: torch.Tensor,
     scale: float,
     block_m: int = BLOCK_M,
+    rope_q: tuple[torch.Tensor, torch.Tensor, torch.Tensor, float] | None = None,
 ) -> torch.Tensor:
-    """``q [R, H, D]`` against packed ``k, v [T, KV, D]`` as ``tiles`` say; ``[R, H, D]``."""
-    out: torch.Tensor = torch.ops.qwen3_rerank.prefix_attention(q, k, v, tiles, scale, block_m)
+    """``q [R, H, D]`` against packed ``k, v [T, KV, D]`` as ``tiles`` say; ``[R, H, D]``.
+
+    With ``rope_q = (q_norm_weight, cos, sin, eps)``, ``q`` is the raw projection and the
+    kernel applies the q-norm and RoPE itself as it loads each tile (``cos``/``sin``: ``[T, D]``
+    by packed row, the row being the tile table's ``diag`` for the last layer's gathered
+    rows): one pass over ``q`` instead of three, ~3.6 ms less per 100-document query on the
+    H100 (benchmarks/results/probes/)."""
+    if rope_q is None:
+        out: torch.Tensor = torch.ops.qwen3_rerank.prefix_attention(
+            q, k, v, tiles, scale, block_m, None, None, None, 0.0
+        )
+    else:
+        weight, cos, sin, eps = rope_q
+        out = torch.ops.qwen3_rerank.prefix_attention(
+            q, k, v, tiles, scale, block_m, weight, cos, sin, eps
+        )
     return out
 
 
@@ -246,16 +320,24 @@ def _launch(
     tiles: torch.Tensor,
     scale: float,
     block_m: int,
+    q_weight: torch.Tensor | None,
+    cos: torch.Tensor | None,
+    sin: torch.Tensor | None,
+    eps: float,
 ) -> torch.Tensor:
-    out = torch.empty_like(q)
+    out = q.new_empty(q.shape)
     group = q.shape[1] // k.shape[1]
     grid = (tiles.shape[0], k.shape[1])
+    rope = q_weight is not None and cos is not None and sin is not None
     _prefix_attention_kernel[grid](
         q,
         k,
         v,
         out,
         tiles,
+        q_weight if rope else q,
+        cos if rope else q,
+        sin if rope else q,
         q.stride(0),
         q.stride(1),
         k.stride(0),
@@ -264,11 +346,14 @@ def _launch(
         v.stride(1),
         out.stride(0),
         out.stride(1),
+        cos.stride(0) if cos is not None else 0,
+        eps,
         scale * math.log2(math.e),
         GROUP=group,
         HEAD_DIM=q.shape[2],
         BLOCK_M=block_m,
         BLOCK_N=LAUNCH["BLOCK_N"],
+        ROPE_Q=rope,
         num_warps=LAUNCH["num_warps"],
         num_stages=LAUNCH["num_stages"],
     )
@@ -282,5 +367,5 @@ if triton is not None:
     _op = torch.library.custom_op("qwen3_rerank::prefix_attention", mutates_args=())(_launch)
 
     @_op.register_fake
-    def _(q, k, v, tiles, scale, block_m):
-        return torch.empty_like(q)
+    def _(q, k, v, tiles, scale, block_m, q_weight, cos, sin, eps):
+        return q.new_empty(q.shape)

@@ -52,8 +52,11 @@ _BYTE_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**1
 _BYTE_UNITS |= {p: 2 ** (10 * (i + 1)) for i, u in enumerate("KMGT") for p in (u, u + "IB")}
 # Characters per token assumed when cutting requests into pieces to tokenize (English ~4).
 _CHARS_PER_TOKEN = 4
-# Size of those pieces, in batches' worth of tokens.
+# Size of those pieces, in batches' worth of tokens, when a helper thread tokenizes them.
 _PIECE_BATCHES = 0.5
+# With CUDA graphs: the first batch's share of the token budget (and the pieces' size). A small
+# first batch starts the GPU after a quarter of a batch is tokenized, not a whole one.
+_FIRST_BATCH = 0.25
 # Kept free under a memory cap for the allocator's rounding and small buffers.
 _SLACK_BYTES = 48 * 2**20
 # Batches launched and not yet collected. Costs no GPU memory: launched work only reuses the
@@ -149,9 +152,9 @@ class TorchEngine(ThreadedEngine):
         fast: Use the packed prefix-sharing forward (default) or transformers' model.
         compile: Compile the fast path with ``torch.compile``; ``None`` (default) compiles on
             CUDA (all layers as one graph; the first calls take tens of seconds longer). On
-            CUDA without ``max_memory``, batches of up to 4096 tokens replay CUDA graphs, one
-            per batch shape (rows padded to four sizes per power of two), so launching a small
-            batch costs the CPU almost nothing.
+            CUDA without ``max_memory``, batches replay CUDA graphs, one per batch shape (rows
+            padded to eight sizes per power of two; the token budget is rounded down to one of
+            them), so launching a batch costs the CPU well under a millisecond.
         quantization: ``"fp8"`` runs the projections in FP8 (weights per output row, activations
             per token; ``torch._scaled_mm``): faster matmuls and half the weight memory on GPUs
             with FP8 units (compute capability 8.9+: Ada, Hopper), scores a little less exact.
@@ -234,6 +237,12 @@ class TorchEngine(ThreadedEngine):
         else:
             self._body = body.to(self.device)
         self.max_batch_tokens = max_batch_tokens or self._token_budget(memory_cap)
+        if self._packed is not None and self._packed.replays_graphs:
+            from .packed import graph_rows
+
+            self.max_batch_tokens = graph_rows(self.max_batch_tokens)
+        # see _packed_batches
+        self._tokenize_inline = self._packed is not None and self._packed.replays_graphs
         self._tokenizing = ThreadPoolExecutor(1, thread_name_prefix="qwen3-rerank-tokenize")
         super().__init__()
 
@@ -337,26 +346,42 @@ class TorchEngine(ThreadedEngine):
     ) -> Iterator[list[int]]:
         """Packed batches in input order, each yielded as soon as its documents are tokenized.
 
-        A helper thread tokenizes the requests in pieces of about half a batch (the tokenizer
-        releases the GIL), so the GPU starts on the first batch while the rest is tokenized:
-        tokenizing one 100-document query took 11 ms on the H100 host, all of it before the
-        first batch when requests were tokenized whole (benchmarks/results/probes/).
+        Requests are tokenized in pieces, so the GPU starts on the first batch while the rest
+        is tokenized: tokenizing one 100-document query took 6-11 ms on the H100 hosts. When
+        batches replay CUDA graphs, launching one costs the CPU almost nothing, so pieces are
+        tokenized here between launches, and the first batch is a quarter of the budget.
+        Otherwise launching takes ~8 ms of CPU per batch, and a helper thread tokenizes
+        meanwhile (the tokenizer releases the GIL; the two threads still contend for it,
+        which with CUDA graphs left the GPU idle for ~10 ms of one query:
+        benchmarks/results/probes/).
         """
-        pieces = _pieces(requests, int(self.max_batch_tokens * _CHARS_PER_TOKEN * _PIECE_BATCHES))
-        futures = [
-            self._tokenizing.submit(
-                self.encoder.encode,
-                requests[r].query,
-                requests[r].documents[start:end],
-                requests[r].instruction,
+        inline = self._tokenize_inline
+        share = _FIRST_BATCH if inline else _PIECE_BATCHES
+        pieces = _pieces(requests, int(self.max_batch_tokens * _CHARS_PER_TOKEN * share))
+        futures = []
+        if inline:
+            parts: Iterator[EncodedRequest] = (
+                self.encoder.encode(
+                    requests[r].query, requests[r].documents[start:end], requests[r].instruction
+                )
+                for r, start, end in pieces
             )
-            for r, start, end in pieces
-        ]
-        planner = PackedPlanner(self.max_batch_tokens)
+            planner = PackedPlanner(self.max_batch_tokens, int(self.max_batch_tokens * share))
+        else:
+            futures = [
+                self._tokenizing.submit(
+                    self.encoder.encode,
+                    requests[r].query,
+                    requests[r].documents[start:end],
+                    requests[r].instruction,
+                )
+                for r, start, end in pieces
+            ]
+            parts = (future.result() for future in futures)
+            planner = PackedPlanner(self.max_batch_tokens)
         item = 0
         try:
-            for (r, start, _), future in zip(pieces, futures, strict=True):
-                part = future.result()
+            for (r, start, _), part in zip(pieces, parts, strict=True):
                 if start == 0:
                     encoded.append(EncodedRequest(part.query_ids, [], part.suffix_ids, []))
                 encoded[r].document_ids.extend(part.document_ids)
