@@ -250,6 +250,17 @@ def test_compiled_path_matches_and_compiles_once(tiny_model: Path, reranker: Rer
     assert reversed_scores == pytest.approx(first[::-1], abs=1e-4)
 
 
+def test_pieces_first_one_sized_apart() -> None:
+    """Documents cut into pieces in order: the first piece of about ``first_chars``, the
+    others of about ``chars``; each document in exactly one piece, an empty request too."""
+    from qwen3_rerank.engines.base import ScoreRequest
+    from qwen3_rerank.engines.torch import _pieces
+
+    requests = [ScoreRequest("q", ["x" * 10] * 9, "i"), ScoreRequest("q", [], "i")]
+    assert _pieces(requests, 20, 40) == [(0, 0, 2), (0, 2, 6), (0, 6, 9), (1, 0, 0)]
+    assert _pieces(requests, 30) == [(0, 0, 3), (0, 3, 6), (0, 6, 9), (1, 0, 0)]
+
+
 @pytest.mark.parametrize("inline", [False, True], ids=["helper-thread", "inline"])
 def test_pieces_tokenized_apart_score_like_one_piece(tiny_model: Path, inline: bool) -> None:
     """Requests tokenized in many small pieces (while earlier batches run, on the helper

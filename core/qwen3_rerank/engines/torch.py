@@ -356,8 +356,11 @@ class TorchEngine(ThreadedEngine):
         benchmarks/results/probes/).
         """
         inline = self._tokenize_inline
-        share = _FIRST_BATCH if inline else _PIECE_BATCHES
-        pieces = _pieces(requests, int(self.max_batch_tokens * _CHARS_PER_TOKEN * share))
+        chars = self.max_batch_tokens * _CHARS_PER_TOKEN
+        if inline:  # the first batch's worth, then a batch's worth at a time
+            pieces = _pieces(requests, int(chars * _FIRST_BATCH), int(chars))
+        else:
+            pieces = _pieces(requests, int(chars * _PIECE_BATCHES))
         futures = []
         if inline:
             parts: Iterator[EncodedRequest] = (
@@ -366,7 +369,9 @@ class TorchEngine(ThreadedEngine):
                 )
                 for r, start, end in pieces
             )
-            planner = PackedPlanner(self.max_batch_tokens, int(self.max_batch_tokens * share))
+            planner = PackedPlanner(
+                self.max_batch_tokens, int(self.max_batch_tokens * _FIRST_BATCH)
+            )
         else:
             futures = [
                 self._tokenizing.submit(
@@ -494,15 +499,19 @@ class TorchEngine(ThreadedEngine):
             torch.cuda.empty_cache()
 
 
-def _pieces(requests: Sequence[ScoreRequest], chars: int) -> list[tuple[int, int, int]]:
-    """``(request, first document, end)`` slices of about ``chars`` characters of documents,
-    in order; every request gets at least one (an empty one for a request of no documents)."""
-    pieces = []
+def _pieces(
+    requests: Sequence[ScoreRequest], first_chars: int, chars: int | None = None
+) -> list[tuple[int, int, int]]:
+    """``(request, first document, end)`` slices of documents, in order: the first of about
+    ``first_chars`` characters, the others of about ``chars`` (default: the same). Every
+    request gets at least one (an empty one for a request of no documents)."""
+    pieces: list[tuple[int, int, int]] = []
+    later = chars or first_chars
     for r, request in enumerate(requests):
         start, size = 0, 0
         for d, document in enumerate(request.documents):
             size += len(document)
-            if size >= chars:
+            if size >= (later if pieces else first_chars):
                 pieces.append((r, start, d + 1))
                 start, size = d + 1, 0
         if start < len(request.documents) or start == 0:
