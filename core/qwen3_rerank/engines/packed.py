@@ -549,6 +549,8 @@ class PackedQwen3:
         compile: Fuse the per-token work with ``torch.compile`` (GPU).
         embed_on_cpu: Keep the 151669-row embedding table in host memory (saves ~0.3 GiB of
             GPU memory on 0.6B; each batch's rows are gathered on the CPU and copied over).
+        cuda_graphs: Replay each batch of at most ``max_graph_rows`` rows as a CUDA graph
+            (with ``compile``, on CUDA, with the prefix kernel).
         fp8: Hold the projection weights in FP8 with per-row scales and run those matmuls in
             FP8 with per-token activation scales (``torch._scaled_mm``): half the weight
             memory, faster matmuls on Hopper GPUs, scores a little less exact. Needs bf16.
@@ -619,6 +621,10 @@ class PackedQwen3:
             self._post = _compile_for_tokens(_post_attention, token_args=2)
             self._all_layers = _compile_for_tokens(_all_layers, token_args=6)
         self._graphed: Callable[..., torch.Tensor] | None = None
+        # Batches of more rows run without graphs (the engine sets it to its memory-sized
+        # budget: a graph's memory stays reserved in its pool, and a larger batch, of a
+        # user-set budget, runs long enough on the GPU to hide its launch).
+        self.max_graph_rows = 2**62
         if compile and cuda_graphs and device.type == "cuda":
             for layer in self.layers:  # weights: inputs the graphs read in place, never copy
                 for w in layer:
@@ -694,7 +700,7 @@ class PackedQwen3:
         batch = batch.to(self.device)
         # CUDA graphs have fixed shapes: rows, tiles and documents are padded up to a few
         # sizes (padding rows and tiles compute nothing that is read).
-        graphed = self.replays_graphs
+        graphed = self.replays_graphs and len(host_tokens) <= self.max_graph_rows
         rows = _bucket(len(host_tokens), _ROW_SIZES) if graphed else len(host_tokens)
         if self.embed_on_host:  # gather the rows on the CPU, copy only those
             x = self.embed[host_tokens].pin_memory().to(self.device, non_blocking=True)
@@ -712,9 +718,28 @@ class PackedQwen3:
             n, docs = len(batch.last), _bucket(len(batch.last))
             main = (_pad(batch.tiles, _bucket(len(batch.tiles))), batch.tile_rows)
             ends = (_pad(final.tiles, docs), final.tile_rows)
-            x = self._graphed(
-                x, cos, sin, _pad(batch.last, docs), main, ends, self.layers, shape, _prefix, True
-            )[:n]
+            try:
+                x = self._graphed(
+                    x,
+                    cos,
+                    sin,
+                    _pad(batch.last, docs),
+                    main,
+                    ends,
+                    self.layers,
+                    shape,
+                    _prefix,
+                    True,
+                )[:n]
+            except torch.OutOfMemoryError:
+                # Out of memory while recording a graph leaves cudagraph trees' state broken
+                # (later recordings, of any engine in the process, fail an assertion): start
+                # the trees afresh and go on without graphs; the caller retries smaller.
+                self._graphed = None
+                from torch._inductor.cudagraph_trees import reset_cudagraph_trees
+
+                reset_cudagraph_trees()
+                raise
         elif self._all_layers is not None and kernel is not None:
             attend, args, q_in_kernel = kernel
             x = self._all_layers(

@@ -54,9 +54,11 @@ _BYTE_UNITS |= {p: 2 ** (10 * (i + 1)) for i, u in enumerate("KMGT") for p in (u
 _CHARS_PER_TOKEN = 4
 # Size of those pieces, in batches' worth of tokens, when a helper thread tokenizes them.
 _PIECE_BATCHES = 0.5
-# With CUDA graphs: the first batch's share of the token budget (and the pieces' size). A small
-# first batch starts the GPU after a quarter of a batch is tokenized, not a whole one.
-_FIRST_BATCH = 0.25
+# With CUDA graphs: the first batch's share of the token budget (and the first piece's size):
+# the GPU starts after half a batch is tokenized. One 100-document query on the H100, first
+# batch 0.125 / 0.25 / 0.5 / 1: p50 70.5 / 67.4 / 66.3 / 67.0 ms (smaller first batches run
+# the matmuls less efficiently; benchmarks/results/probes/latency_probe_inline_tokenizing.json).
+_FIRST_BATCH = 0.5
 # Kept free under a memory cap for the allocator's rounding and small buffers.
 _SLACK_BYTES = 48 * 2**20
 # Batches launched and not yet collected. Costs no GPU memory: launched work only reuses the
@@ -237,9 +239,10 @@ class TorchEngine(ThreadedEngine):
         else:
             self._body = body.to(self.device)
         self.max_batch_tokens = max_batch_tokens or self._token_budget(memory_cap)
-        if self._packed is not None and self._packed.replays_graphs:
+        if self._packed is not None and self._packed.replays_graphs:  # no memory cap
             from .packed import graph_rows
 
+            self._packed.max_graph_rows = graph_rows(self._token_budget(None))
             self.max_batch_tokens = graph_rows(self.max_batch_tokens)
         # see _packed_batches
         self._tokenize_inline = self._packed is not None and self._packed.replays_graphs
@@ -348,12 +351,12 @@ class TorchEngine(ThreadedEngine):
 
         Requests are tokenized in pieces, so the GPU starts on the first batch while the rest
         is tokenized: tokenizing one 100-document query took 6-11 ms on the H100 hosts. When
-        batches replay CUDA graphs, launching one costs the CPU almost nothing, so pieces are
-        tokenized here between launches, and the first batch is a quarter of the budget.
-        Otherwise launching takes ~8 ms of CPU per batch, and a helper thread tokenizes
-        meanwhile (the tokenizer releases the GIL; the two threads still contend for it,
-        which with CUDA graphs left the GPU idle for ~10 ms of one query:
-        benchmarks/results/probes/).
+        batches replay CUDA graphs, launching one costs the CPU ~3 ms, so the pieces are
+        tokenized here between launches: a first batch of half the budget, then a batch's
+        worth at a time (smaller pieces cost ~1.5 ms of tokenizer call each). One query then
+        took 66-69 ms against 72 with the helper thread, whose tokenizing competes with the
+        launches for the GIL. Without graphs, launching takes ~8 ms of CPU per batch, and
+        the helper thread tokenizes meanwhile (benchmarks/results/probes/).
         """
         inline = self._tokenize_inline
         chars = self.max_batch_tokens * _CHARS_PER_TOKEN
