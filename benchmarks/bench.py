@@ -282,11 +282,17 @@ def main() -> int:
             "--child-out",
             str(child_out),
         ]
-        log = out / f"{engine}.log"
-        with log.open("w") as stderr:
+        log = out / f"{engine}.log"  # all the child says (vLLM logs its settings to stdout)
+        with log.open("w") as output:
             proc = subprocess.run(
-                cmd, env={**os.environ, "TOKENIZERS_PARALLELISM": "true"}, stderr=stderr
+                cmd,
+                env={**os.environ, "TOKENIZERS_PARALLELISM": "true"},
+                stdout=output,
+                stderr=subprocess.STDOUT,
             )
+        for line in log.read_text(errors="replace").splitlines():
+            if line.startswith(f"{engine} "):  # the child's figures per workload
+                print(line, flush=True)
         if proc.returncode != 0 or not child_out.exists():
             tail = log.read_text(errors="replace").strip().splitlines()[-3:]
             results["engines"][engine] = {"error": f"exit code {proc.returncode}: {tail}"}
