@@ -290,11 +290,12 @@ def main() -> int:
                 stdout=output,
                 stderr=subprocess.STDOUT,
             )
-        for line in log.read_text(errors="replace").splitlines():
+        said = log.read_text(errors="replace").strip().splitlines()
+        for line in said:
             if line.startswith(f"{engine} "):  # the child's figures per workload
                 print(line, flush=True)
         if proc.returncode != 0 or not child_out.exists():
-            tail = log.read_text(errors="replace").strip().splitlines()[-3:]
+            tail = said[-3:]
             results["engines"][engine] = {"error": f"exit code {proc.returncode}: {tail}"}
             for w in workloads:
                 results["workloads"][w][engine] = None

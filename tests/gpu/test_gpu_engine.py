@@ -198,18 +198,13 @@ def test_batches_replay_cuda_graphs(model_06b: Path) -> None:
 
 
 _MEMORY_SCRIPT = """
-import subprocess, sys, torch
+import sys, torch
+sys.path.insert(0, "benchmarks")
+from memory_probe import smi_mib
 from qwen3_rerank import Reranker
 from tests.gpu.test_gpu_engine import workload
 
-def used_mib():
-    out = subprocess.run(
-        ["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits", "-i", "0"],
-        capture_output=True, text=True, check=True,
-    ).stdout
-    return int(out.strip())
-
-before = used_mib()  # this process has no CUDA context yet; the idle parent's use stays put
+before = smi_mib()  # this process has no CUDA context yet; the idle parent's use stays put
 queries, docs = workload(5)
 with Reranker(sys.argv[1], device="cuda") as rr:
     for n in (1, 3, 17, 40):
@@ -217,7 +212,7 @@ with Reranker(sys.argv[1], device="cuda") as rr:
             rr.score(q, d[:n])
     rr.rerank_batch(queries, docs)
     torch.cuda.synchronize()
-    print((used_mib() - before) / 1024)
+    print((smi_mib() - before) / 1024)
 """
 
 

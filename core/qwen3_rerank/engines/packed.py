@@ -295,7 +295,8 @@ def _compile_for_tokens(
     reductions: the q/k norm + RoPE kernel ran 6x under memory bandwidth on the H100
     (benchmarks/results/probes/latency_probe_dynamic_all.json). Integer arguments (max_q,
     max_k) become dynamic after their first change: one recompile. ``mode="reduce-overhead"``
-    replays CUDA graphs: one per distinct set of sizes, recorded the first time it is seen."""
+    replays CUDA graphs: one per distinct set of sizes, run once as it is, recorded the second
+    time it is seen, replayed from then on."""
     compiled = torch.compile(fn, dynamic=None, mode=mode)
 
     def run(*args: Any) -> Any:
@@ -626,11 +627,15 @@ class PackedQwen3:
         # user-set budget, runs long enough on the GPU to hide its launch).
         self.max_graph_rows = 2**62
         if compile and cuda_graphs and device.type == "cuda":
-            for layer in self.layers:  # weights: inputs the graphs read in place, never copy
-                for w in layer:
-                    for t in w if isinstance(w, tuple) else (w,):
-                        torch._dynamo.mark_static_address(t)
+            for t in self._layer_tensors():  # weights: inputs the graphs read in place, never copy
+                torch._dynamo.mark_static_address(t)
             self._graphed = _compile_for_tokens(_all_layers, token_args=6, mode="reduce-overhead")
+
+    def _layer_tensors(self) -> list[torch.Tensor]:
+        """Every tensor of the decoder layers (an FP8 weight is two: values and scales)."""
+        return [
+            t for layer in self.layers for w in layer for t in (w if isinstance(w, tuple) else (w,))
+        ]
 
     @property
     def replays_graphs(self) -> bool:
@@ -641,10 +646,7 @@ class PackedQwen3:
     @property
     def weight_bytes(self) -> int:
         """Bytes of weights held on the device."""
-        flat = (
-            t for layer in self.layers for w in layer for t in (w if isinstance(w, tuple) else (w,))
-        )
-        tensors = [self.norm, *flat]
+        tensors = [self.norm, *self._layer_tensors()]
         if not self.embed_on_host:
             tensors.append(self.embed)
         return int(sum(t.numel() * t.element_size() for t in tensors))
@@ -714,46 +716,31 @@ class PackedQwen3:
         final = batch.final()
         kernel = _KERNELS.get(self.attention)
         shape = (self.heads, self.kv_heads, self.head_dim, self.eps, self.scale)
-        if graphed and self._graphed is not None:
-            n, docs = len(batch.last), _bucket(len(batch.last))
-            main = (_pad(batch.tiles, _bucket(len(batch.tiles))), batch.tile_rows)
-            ends = (_pad(final.tiles, docs), final.tile_rows)
+        compiled = self._graphed if graphed else self._all_layers
+        if compiled is not None and kernel is not None:
+            attend, args, q_in_kernel = kernel
+            n = len(batch.last)
+            last, main, ends = batch.last, args(batch), args(final)
+            if graphed:  # the prefix kernel's arguments, padded to the graph's shapes
+                docs = _bucket(n)
+                last = _pad(last, docs)
+                main = (_pad(batch.tiles, _bucket(len(batch.tiles))), batch.tile_rows)
+                ends = (_pad(final.tiles, docs), final.tile_rows)
             try:
-                x = self._graphed(
-                    x,
-                    cos,
-                    sin,
-                    _pad(batch.last, docs),
-                    main,
-                    ends,
-                    self.layers,
-                    shape,
-                    _prefix,
-                    True,
+                x = compiled(
+                    x, cos, sin, last, main, ends, self.layers, shape, attend, q_in_kernel
                 )[:n]
             except torch.OutOfMemoryError:
-                # Out of memory while recording a graph leaves cudagraph trees' state broken
-                # (later recordings, of any engine in the process, fail an assertion): start
-                # the trees afresh and go on without graphs; the caller retries smaller.
-                self._graphed = None
-                from torch._inductor.cudagraph_trees import reset_cudagraph_trees
+                if graphed:
+                    # Out of memory while recording a graph leaves cudagraph trees' state
+                    # broken (later recordings, of any engine in the process, fail an
+                    # assertion): start the trees afresh and go on without graphs; the
+                    # caller retries smaller.
+                    self._graphed = None
+                    from torch._inductor.cudagraph_trees import reset_cudagraph_trees
 
-                reset_cudagraph_trees()
+                    reset_cudagraph_trees()
                 raise
-        elif self._all_layers is not None and kernel is not None:
-            attend, args, q_in_kernel = kernel
-            x = self._all_layers(
-                x,
-                cos,
-                sin,
-                batch.last,
-                args(batch),
-                args(final),
-                self.layers,
-                shape,
-                attend,
-                q_in_kernel,
-            )
         else:
             last_layer = len(self.layers) - 1
             for i, (ln1, qkv_w, qn, kn, o_w, ln2, gu_w, d_w) in enumerate(self.layers):

@@ -239,14 +239,16 @@ class TorchEngine(ThreadedEngine):
             del body
         else:
             self._body = body.to(self.device)
-        self.max_batch_tokens = max_batch_tokens or self._token_budget(memory_cap)
-        if self._packed is not None and self._packed.replays_graphs:  # no memory cap
+        # batches replay CUDA graphs (no memory cap then): see _packed_batches
+        self._tokenize_inline = self._packed is not None and self._packed.replays_graphs
+        if self._packed is not None and self._tokenize_inline:
             from .packed import graph_rows
 
-            self._packed.max_graph_rows = graph_rows(self._token_budget(None))
-            self.max_batch_tokens = graph_rows(self.max_batch_tokens)
-        # see _packed_batches
-        self._tokenize_inline = self._packed is not None and self._packed.replays_graphs
+            sized = self._token_budget(None)
+            self._packed.max_graph_rows = graph_rows(sized)
+            self.max_batch_tokens = graph_rows(max_batch_tokens or sized)
+        else:
+            self.max_batch_tokens = max_batch_tokens or self._token_budget(memory_cap)
         self._tokenizing = ThreadPoolExecutor(1, thread_name_prefix="qwen3-rerank-tokenize")
         super().__init__()
 
@@ -359,29 +361,23 @@ class TorchEngine(ThreadedEngine):
         launches for the GIL. Without graphs, launching takes ~8 ms of CPU per batch, and
         the helper thread tokenizes meanwhile (benchmarks/results/probes/).
         """
+
+        def encode(r: int, start: int, end: int) -> EncodedRequest:
+            request = requests[r]
+            return self.encoder.encode(
+                request.query, request.documents[start:end], request.instruction
+            )
+
         chars = self.max_batch_tokens * _CHARS_PER_TOKEN
         futures: list[Future[EncodedRequest]] = []
         if self._tokenize_inline:  # the first batch's worth, then a batch's worth at a time
             pieces = _pieces(requests, int(chars * _FIRST_BATCH), int(chars))
-            parts: Iterator[EncodedRequest] = (
-                self.encoder.encode(
-                    requests[r].query, requests[r].documents[start:end], requests[r].instruction
-                )
-                for r, start, end in pieces
-            )
+            parts: Iterator[EncodedRequest] = (encode(*piece) for piece in pieces)
             first = int(self.max_batch_tokens * _FIRST_BATCH)
             planner = PackedPlanner(self.max_batch_tokens, first)
         else:
             pieces = _pieces(requests, int(chars * _PIECE_BATCHES))
-            futures = [
-                self._tokenizing.submit(
-                    self.encoder.encode,
-                    requests[r].query,
-                    requests[r].documents[start:end],
-                    requests[r].instruction,
-                )
-                for r, start, end in pieces
-            ]
+            futures = [self._tokenizing.submit(encode, *piece) for piece in pieces]
             parts = (future.result() for future in futures)
             planner = PackedPlanner(self.max_batch_tokens)
         item = 0
