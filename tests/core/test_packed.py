@@ -143,3 +143,32 @@ def test_fp8_matmul_tracks_the_bf16_product() -> None:
     assert got.dtype == torch.float32
     error = (got - want).norm() / want.norm()
     assert error < 0.05
+
+
+def test_residual_adds_stay_out_of_addmm() -> None:
+    """Compiled, the residual adds are plain adds after each matmul: inductor's ``addmm``
+    would copy the residual before every matmul and round the sum differently from
+    transformers (the pattern is matched on CPU as on CUDA)."""
+    from torch._inductor.utils import run_and_get_code
+
+    torch.manual_seed(0)
+    rows, hidden, inter = 8, 64, 96
+
+    def weight(*shape: int) -> torch.Tensor:
+        return torch.randn(*shape, dtype=torch.bfloat16) / shape[-1] ** 0.5
+
+    args = (
+        torch.randn(rows, hidden, dtype=torch.bfloat16),
+        torch.randn(rows, 2, hidden // 2, dtype=torch.bfloat16),
+        weight(hidden, hidden),
+        torch.ones(hidden, dtype=torch.bfloat16),
+        weight(2 * inter, hidden),
+        weight(hidden, inter),
+        1e-6,
+    )
+    torch._dynamo.reset()
+    out, code = run_and_get_code(torch.compile(packed._post_attention), *args)
+    source = "\n".join(code)
+    assert "mm(" in source
+    assert "addmm" not in source
+    torch.testing.assert_close(out, packed._post_attention(*args), rtol=0, atol=0.05)

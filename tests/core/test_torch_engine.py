@@ -281,6 +281,25 @@ def test_pieces_tokenized_apart_score_like_one_piece(tiny_model: Path, inline: b
     assert [r.truncated for r in got[1] if r.index == 0] == [True]
 
 
+def test_first_piece_is_launched_as_the_first_batch(tiny_model: Path) -> None:
+    """Tokenizing between launches, the first batch is the first piece's documents even when
+    they fill less than the first batch's share of the budget (here at ~6 characters per
+    token): waiting for the next piece to fill it would leave the GPU idle meanwhile."""
+    from qwen3_rerank.engines.base import ScoreRequest
+    from qwen3_rerank.engines.torch import _CHARS_PER_TOKEN, _FIRST_BATCH, _pieces
+
+    requests = [ScoreRequest(QUERY, ["river " * 50] * 40, "i")]
+    with Reranker(tiny_model, device="cpu", max_batch_tokens=2000) as rr:
+        engine: Any = rr.engine
+        engine._tokenize_inline = True
+        batches = list(engine._packed_batches(requests, []))
+    chars = 2000 * _CHARS_PER_TOKEN
+    first_piece = _pieces(requests, int(chars * _FIRST_BATCH), chars)[0]
+    assert 0 < first_piece[2] < 40
+    assert batches[0] == list(range(first_piece[2]))
+    assert [i for b in batches for i in b] == list(range(40))
+
+
 def test_rust_tokenizer_gives_transformers_ids(reranker: Reranker) -> None:
     engine: Any = reranker.engine
     texts = [

@@ -280,9 +280,22 @@ def _post_attention(
     eps: float,
 ) -> torch.Tensor:
     """Output projection and residual, post-attention norm, SiLU-gated MLP and residual."""
-    x = x + _matmul(attn.reshape(x.shape[0], -1), o_w)
+    x = _residual(x, _matmul(attn.reshape(x.shape[0], -1), o_w))
     gate, up = _matmul(_rms_norm(x, norm_w, eps), gate_up_w).chunk(2, dim=-1)
-    return x + _matmul(F.silu(gate) * up, down_w)
+    return _residual(x, _matmul(F.silu(gate) * up, down_w))
+
+
+def _residual(x: torch.Tensor, update: torch.Tensor) -> torch.Tensor:
+    """``x + update``, written so that inductor does not turn it into ``addmm``.
+
+    Inductor rewrites ``x + a @ b`` as ``addmm(x, a, b)`` in half precision, which copies
+    ``x`` into the output before every such matmul (216 copy kernels, 2.1 ms of one
+    100-document query on the H100: benchmarks/results/probes/latency_probe_first_half.json)
+    and adds before rounding the product. Through a view the pattern does not match: the
+    matmul writes its product, rounded as transformers rounds it, and the add joins the next
+    fused elementwise kernel."""
+    halves = (x.shape[0], 2, x.shape[1] // 2)
+    return (x.reshape(halves) + update.reshape(halves)).reshape(x.shape)
 
 
 def _compile_for_tokens(

@@ -355,11 +355,12 @@ class TorchEngine(ThreadedEngine):
         Requests are tokenized in pieces, so the GPU starts on the first batch while the rest
         is tokenized: tokenizing one 100-document query took 6-11 ms on the H100 hosts. When
         batches replay CUDA graphs, ``score`` costs the CPU ~2.5-6 ms a batch, so the pieces are
-        tokenized here between launches: a first batch of half the budget, then a batch's
-        worth at a time (smaller pieces cost ~1.5 ms of tokenizer call each). One query then
-        took 66-69 ms against 72 with the helper thread, whose tokenizing competes with the
-        launches for the GIL. Without graphs, launching takes ~8 ms of CPU per batch, and
-        the helper thread tokenizes meanwhile (benchmarks/results/probes/).
+        tokenized here between launches: a first piece of about half the budget, which is
+        launched as the first batch at once, then a batch's worth at a time (smaller pieces
+        cost ~1.5 ms of tokenizer call each). One query then took 66-69 ms against 72 with
+        the helper thread, whose tokenizing competes with the launches for the GIL. Without
+        graphs, launching takes ~8 ms of CPU per batch, and the helper thread tokenizes
+        meanwhile (benchmarks/results/probes/).
         """
 
         def encode(r: int, start: int, end: int) -> EncodedRequest:
@@ -380,7 +381,7 @@ class TorchEngine(ThreadedEngine):
             futures = [self._tokenizing.submit(encode, *piece) for piece in pieces]
             parts = (future.result() for future in futures)
             planner = PackedPlanner(self.max_batch_tokens)
-        item = 0
+        item, launched = 0, False
         try:
             for (r, start, _), part in zip(pieces, parts, strict=True):
                 if start == 0:
@@ -391,6 +392,15 @@ class TorchEngine(ThreadedEngine):
                     length = len(ids) + len(part.suffix_ids)
                     closed = planner.add(item, r, length, len(part.query_ids))
                     item += 1
+                    if closed is not None:
+                        launched = True
+                        yield closed
+                if self._tokenize_inline and not launched:
+                    # the first piece is the first batch, whatever its token count: the
+                    # characters per token are only guessed, and waiting for the next piece
+                    # to fill it kept the GPU idle for that piece's tokenizing
+                    launched = True
+                    closed = planner.finish()
                     if closed is not None:
                         yield closed
             last = planner.finish()
