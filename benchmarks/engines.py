@@ -27,12 +27,14 @@ class Runner:
         close: Callable[[], None] = lambda: None,
         in_process_torch: bool = True,
         info: dict[str, Any] | None = None,
+        engine: Any = None,
     ) -> None:
         self.per_query = per_query
         self.at_once = at_once
         self.close = close
         self.in_process_torch = in_process_torch
         self.info = info or {}
+        self.engine = engine  # the object scoring underneath (vllm.LLM, ...), for probes
 
 
 def _hf(model: str) -> tuple[Any, Any, int, int]:
@@ -169,7 +171,7 @@ def load_vllm(model: str, **options: Any) -> Runner:
         nonlocal llm
         del llm
 
-    return Runner(per_query, at_once, close, in_process_torch=False)
+    return Runner(per_query, at_once, close, in_process_torch=False, engine=llm)
 
 
 def load_vllm_engine(model: str, **options: Any) -> Runner:
