@@ -54,10 +54,10 @@ _BYTE_UNITS |= {p: 2 ** (10 * (i + 1)) for i, u in enumerate("KMGT") for p in (u
 _CHARS_PER_TOKEN = 4
 # Size of those pieces, in batches' worth of tokens, when a helper thread tokenizes them.
 _PIECE_BATCHES = 0.5
-# With CUDA graphs: the first batch's share of the token budget (and the first piece's size):
-# the GPU starts after half a batch is tokenized. One 100-document query on the H100, first
-# batch 0.125 / 0.25 / 0.5 / 1: p50 70.5 / 67.4 / 66.3 / 67.0 ms (smaller first batches run
-# the matmuls less efficiently; benchmarks/results/probes/latency_probe_inline_tokenizing.json).
+# With CUDA graphs: the first piece's size, in batches' worth of characters (it is launched as
+# the first batch at once, and caps it). One 100-document query on the H100, 0.125 / 0.25 /
+# 0.5 / 1: p50 65.8 / 64.4 / 62.4 / 64.2 ms: smaller first batches run the matmuls less
+# efficiently (benchmarks/results/probes/latency_probe_first_piece.json).
 _FIRST_BATCH = 0.5
 # Kept free under a memory cap for the allocator's rounding and small buffers.
 _SLACK_BYTES = 48 * 2**20
