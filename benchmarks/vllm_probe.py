@@ -113,7 +113,7 @@ def main() -> int:
             walls.append((time.perf_counter() - t) * 1000)
         q, d = work[0][name].items()[1 % len(work[0][name].queries)]
         t = time.perf_counter()
-        for doc in d:  # what LLM.score's cross-encoder path asks of the tokenizer, pair by pair
+        for doc in d:  # one tokenizer call per pair, as vLLM's scoring pre-processing makes
             tokenizer(text=q, text_pair=doc)
         tokenize_ms = (time.perf_counter() - t) * 1000
         q, d = work[6][name].items()[0]  # unseen: vLLM's prefix cache would skip a repeat
