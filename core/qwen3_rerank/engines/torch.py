@@ -353,14 +353,14 @@ class TorchEngine(ThreadedEngine):
         """Packed batches in input order, each yielded as soon as its documents are tokenized.
 
         Requests are tokenized in pieces, so the GPU starts on the first batch while the rest
-        is tokenized: tokenizing one 100-document query took 6-11 ms on the H100 hosts. When
+        is tokenized: tokenizing one 100-document query took 6-16 ms on the H100 hosts. When
         batches replay CUDA graphs, ``score`` costs the CPU ~2.5-6 ms a batch, so the pieces are
         tokenized here between launches: a first piece of about half the budget, which is
         launched as the first batch at once, then a batch's worth at a time (smaller pieces
-        cost ~1.5 ms of tokenizer call each). One query then took 66-69 ms against 72 with
-        the helper thread, whose tokenizing competes with the launches for the GIL. Without
-        graphs, launching takes ~8 ms of CPU per batch, and the helper thread tokenizes
-        meanwhile (benchmarks/results/probes/).
+        cost ~1.5 ms of tokenizer call each). One query then took 62.4 ms against 69.2 with
+        the helper thread (one host), whose tokenizing competes with the launches for the GIL.
+        Without graphs, launching takes ~8 ms of CPU per batch, and the helper thread
+        tokenizes meanwhile (benchmarks/results/probes/).
         """
 
         def encode(r: int, start: int, end: int) -> EncodedRequest:
