@@ -334,31 +334,44 @@ def _all_layers(
     shape: tuple[int, int, int, float, float],
     attend: Callable[..., torch.Tensor],
     q_in_kernel: bool,
+    pre: Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = _pre_attention,
+    post: Callable[..., torch.Tensor] = _post_attention,
 ) -> torch.Tensor:
-    """Every decoder layer, compiled as one graph on CUDA, with ``attend(q, k, v, scale,
-    *main)`` as attention (a kernel of ``_KERNELS``; with ``q_in_kernel`` it also gets the
-    layer's q-norm weight, cos, sin and eps, and applies them to the raw q). The last layer
-    runs its queries, output projection and MLP on each document's last token only
-    (``PackedBatch.final``, whose kernel arguments are ``final``); returns those rows.
+    """Every decoder layer, with ``attend(q, k, v, scale, *main)`` as attention (a kernel of
+    ``_KERNELS``; with ``q_in_kernel`` it also gets the layer's q-norm weight, cos, sin and
+    eps, and applies them to the raw q). The last layer runs its queries, output projection
+    and MLP on each document's last token only (``PackedBatch.final``, whose kernel arguments
+    are ``final``); returns those rows.
 
-    Why one graph: compiled piece by piece, launching one 8k-token batch took 18 ms of CPU
-    for 21 ms of GPU work on the H100, so the GPU waited on Python between kernels; one graph
-    launches them all from generated code (benchmarks/results/probes/latency_probe*.json)."""
+    On CUDA it is compiled as one graph. Why: compiled piece by piece, launching one 8k-token
+    batch took 18 ms of CPU for 21 ms of GPU work on the H100, so the GPU waited on Python
+    between kernels; one graph launches them all from generated code
+    (benchmarks/results/probes/latency_probe*.json). Elsewhere it runs as it is, with ``pre``
+    and ``post`` (compiled piece by piece or not)."""
     heads, kv_heads, head_dim, eps, scale = shape
-    rotate_q = not q_in_kernel
-    for ln1, qkv_w, qn, kn, o_w, ln2, gu_w, d_w in layers[:-1]:
-        q, k, v = _pre_attention(
-            x, cos, sin, ln1, qkv_w, qn, kn, heads, kv_heads, head_dim, eps, rotate_q
+    for i, (ln1, qkv_w, qn, kn, o_w, ln2, gu_w, d_w) in enumerate(layers):
+        q, k, v = pre(
+            x, cos, sin, ln1, qkv_w, qn, kn, heads, kv_heads, head_dim, eps, not q_in_kernel
         )
+        args = main
+        if i == len(layers) - 1:  # only each document's last token is read after it
+            q, x, args = q[last], x[last], final
         rope = (qn, cos, sin, eps) if q_in_kernel else ()
-        x = _post_attention(x, attend(q, k, v, scale, *main, *rope), o_w, ln2, gu_w, d_w, eps)
-    ln1, qkv_w, qn, kn, o_w, ln2, gu_w, d_w = layers[-1]
-    q, k, v = _pre_attention(
-        x, cos, sin, ln1, qkv_w, qn, kn, heads, kv_heads, head_dim, eps, rotate_q
-    )
-    rope = (qn, cos, sin, eps) if q_in_kernel else ()
-    attn = attend(q[last], k, v, scale, *final, *rope)
-    return _post_attention(x[last], attn, o_w, ln2, gu_w, d_w, eps)
+        x = post(x, attend(q, k, v, scale, *args, *rope), o_w, ln2, gu_w, d_w, eps)
+    return x
+
+
+def _attention_call(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    scale: float,
+    attention: Attention,
+    batch: PackedBatch,
+) -> torch.Tensor:
+    """An :data:`Attention` (``attention(q, k, v, batch, scale)``) in ``_all_layers``' calling
+    convention, for the attentions that are not compiled kernels (CPU, fp32)."""
+    return attention(q, k, v, batch, scale)
 
 
 def attention_loop(
@@ -756,25 +769,19 @@ class PackedQwen3:
                     reset_cudagraph_trees()
                 raise
         else:
-            last_layer = len(self.layers) - 1
-            for i, (ln1, qkv_w, qn, kn, o_w, ln2, gu_w, d_w) in enumerate(self.layers):
-                q, k, v = self._pre(
-                    x,
-                    cos,
-                    sin,
-                    ln1,
-                    qkv_w,
-                    qn,
-                    kn,
-                    self.heads,
-                    self.kv_heads,
-                    self.head_dim,
-                    self.eps,
-                )
-                part = batch
-                if i == last_layer:  # only each document's last token is read after it
-                    part, q, x = final, q[batch.last], x[batch.last]
-                attn = self.attention(q, k, v, part, self.scale)
-                x = self._post(x, attn, o_w, ln2, gu_w, d_w, self.eps)
+            x = _all_layers(
+                x,
+                cos,
+                sin,
+                batch.last,
+                (self.attention, batch),
+                (self.attention, final),
+                self.layers,
+                shape,
+                _attention_call,
+                False,
+                self._pre,
+                self._post,
+            )
         last = _rms_norm(x, self.norm, self.eps)  # the last layer kept only these rows
         return torch.sigmoid(last.float() @ self.direction + self.offset)
