@@ -59,6 +59,29 @@ def best_ms(fn: Any, reps: int = 5) -> float:
     return best
 
 
+def kernel_ms(fn: Any, top: int = 10) -> tuple[dict[str, float], list[dict[str, Any]]]:
+    """GPU time of one ``fn()`` by kernel kind, and its ``top`` costliest kernels."""
+    import torch
+
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+        fn()
+        torch.cuda.synchronize()
+    by_kind: dict[str, float] = defaultdict(float)
+    by_name: dict[str, list[float]] = defaultdict(lambda: [0.0, 0])
+    for event in prof.events():
+        if event.device_type.name != "CUDA":
+            continue
+        ms = event.device_time / 1000
+        by_kind[kind_of(event.name)] += ms
+        by_name[event.name][0] += ms
+        by_name[event.name][1] += 1
+    costliest = sorted(by_name.items(), key=lambda kv: -kv[1][0])[:top]
+    return (
+        {k: round(v, 2) for k, v in by_kind.items()},
+        [{"ms": round(v[0], 3), "calls": v[1], "name": k[:120]} for k, v in costliest],
+    )
+
+
 def timeline(reranker: Any, query: str, docs: list[str]) -> list[dict[str, Any]]:
     """One query's steps in time order, ms from its start: tokenizing each piece (helper
     thread), launching each batch (CPU) with when the GPU started and finished it, and

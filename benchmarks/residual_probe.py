@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "core"))
 
-from latency_probe import best_ms  # noqa: E402
+from latency_probe import best_ms, kernel_ms  # noqa: E402
 from qwen3_rerank.engines import packed  # noqa: E402
 
 VARIANTS = {
@@ -69,17 +68,10 @@ def main() -> int:
         torch._dynamo.reset()
         compiled = torch.compile(layers_fn)
         ms = best_ms(lambda c=compiled: c(x0), reps=10)
-        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
-            compiled(x0)
-            torch.cuda.synchronize()
-        kernels: dict[str, list[float]] = defaultdict(lambda: [0.0, 0])
-        for event in prof.events():
-            if event.device_type.name == "CUDA":
-                kernels[event.name[:90]][0] += event.device_time / 1000
-                kernels[event.name[:90]][1] += 1
+        _, costliest = kernel_ms(lambda c=compiled: c(x0), top=1000)
         result[name] = {
             "ms_per_call": round(ms, 3),
-            "kernels": {k: [round(v[0], 3), v[1]] for k, v in sorted(kernels.items())},
+            "kernels": {k["name"]: [k["ms"], k["calls"]] for k in costliest},
         }
         print(name, result[name]["ms_per_call"], flush=True)
     packed._residual = original

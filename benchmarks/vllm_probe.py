@@ -19,7 +19,6 @@ import os
 import statistics
 import sys
 import time
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -53,31 +52,6 @@ def settings(llm: Any) -> dict[str, Any]:
     return out
 
 
-def kernel_ms(fn: Any) -> tuple[dict[str, float], list[dict[str, Any]]]:
-    """GPU time of ``fn()`` by kernel kind, and its ten costliest kernels."""
-    import torch
-
-    from latency_probe import kind_of
-
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
-        fn()
-        torch.cuda.synchronize()
-    by_kind: dict[str, float] = defaultdict(float)
-    by_name: dict[str, list[float]] = defaultdict(lambda: [0.0, 0])
-    for event in prof.events():
-        if event.device_type.name != "CUDA":
-            continue
-        ms = event.device_time / 1000
-        by_kind[kind_of(event.name)] += ms
-        by_name[event.name][0] += ms
-        by_name[event.name][1] += 1
-    top = sorted(by_name.items(), key=lambda kv: -kv[1][0])[:10]
-    return (
-        {k: round(v, 2) for k, v in by_kind.items()},
-        [{"ms": round(v[0], 3), "calls": v[1], "name": k[:120]} for k, v in top],
-    )
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True)
@@ -89,6 +63,7 @@ def main() -> int:
     from transformers import AutoTokenizer
 
     from engines import load_vllm
+    from latency_probe import kernel_ms
     from workloads import build
 
     options = {k: _value(v) for k, v in (o.split("=", 1) for o in args.option)}
