@@ -66,7 +66,15 @@ def main() -> int:
     parser.add_argument(
         "--prefix-only", action="store_true", help="only the prefix kernel's sweep vs FA2"
     )
+    parser.add_argument(
+        "--lengths",
+        default="",
+        help="more document lengths for the sweep, comma-separated (a 9216-row batch each)",
+    )
     args = parser.parse_args()
+    layouts = {"rag_batch": (25, DOC_LEN), "long_batch": (2, 4062)}
+    for n in (int(x) for x in args.lengths.split(",") if x):
+        layouts[f"docs_of_{n}"] = (max(1, 9216 // n), n)
     from torch.nn.attention.flex_attention import create_block_mask, flex_attention
 
     dev, dt = torch.device("cuda"), torch.bfloat16
@@ -100,7 +108,7 @@ def main() -> int:
     }
     want = flash().float()
     if args.prefix_only:
-        result["sweep"] = sweep(dev, dt, scale)
+        result["sweep"] = sweep(dev, dt, scale, layouts)
         return write(result, args.out)
     ms = best_ms(flash)
     result["flash_varlen_with_gathers_ms_per_query"] = round(ms * LAYERS * BATCHES, 2)
@@ -192,7 +200,7 @@ def main() -> int:
         result[f"flex_block{block}_max_abs_diff_vs_flash"] = round(
             (got - want).abs().max().item(), 5
         )
-    result["sweep"] = sweep(dev, dt, scale)
+    result["sweep"] = sweep(dev, dt, scale, layouts)
     return write(result, args.out)
 
 
@@ -204,13 +212,14 @@ def write(result: dict[str, Any], out_dir: str) -> int:
     return 0
 
 
-def sweep(dev: torch.device, dt: torch.dtype, scale: float) -> dict[str, Any]:
+def sweep(
+    dev: torch.device, dt: torch.dtype, scale: float, layouts: dict[str, tuple[int, int]]
+) -> dict[str, Any]:
     """The prefix kernel's tile rows and launch settings against FA2 with its gathers, on one
-    batch (28 layers) of rag100x256 (25 documents of 268 tokens) and of long16x4000 (2
-    documents of 4062 tokens)."""
+    batch (28 layers) of each layout: ``(documents, tokens each)``, e.g. rag100x256's (25
+    documents of 268 tokens) and long16x4000's (2 documents of 4062 tokens)."""
     from qwen3_rerank.engines import prefix_attention
 
-    layouts = {"rag_batch": (25, DOC_LEN), "long_batch": (2, 4062)}
     found: dict[str, Any] = {}
     default = dict(prefix_attention.LAUNCH)
     for name, (n_docs, doc_len) in layouts.items():
@@ -225,7 +234,7 @@ def sweep(dev: torch.device, dt: torch.dtype, scale: float) -> dict[str, Any]:
             tiled = pack([[2] * QUERY], docs, [1] * HEAD, tile_rows=tile_rows).to(dev)
             for block_n in (32, 64, 128):
                 for warps in (4, 8):
-                    for stages in (1, 2, 3):
+                    for stages in (1, 2, 3, 4):
                         launch = {"BLOCK_N": block_n, "num_warps": warps, "num_stages": stages}
                         prefix_attention.LAUNCH.update(launch)
                         try:

@@ -1,15 +1,15 @@
 """Where one 100-document query's time goes on the GPU, and how low it could go (CUDA only).
 
-    python benchmarks/latency_probe.py --model MODEL --out OUT
+    python benchmarks/latency_probe.py --model MODEL --out OUT [--workload long16x4000]
 
-On one query of rag100x256 (fresh inputs each time) it measures: the wall time of
-``Reranker.rerank``; the CPU time of tokenising it; the GPU time by kind (torch profiler:
-matmuls, attention, fused elementwise kernels, gathers and copies, the rest) and how much of
-the wall time the GPU had work at all; and, on
-the same packed shapes, the 28 layers' matmuls alone in bf16 (cuBLAS) and in FP8 with
-row-wise scales (``torch._scaled_mm``), and the attention kernel alone. The matmuls alone are
-a floor no bf16 engine of this model goes under. A timeline of two queries shows when each
-piece was tokenized, each batch launched and run on the GPU, and each batch's scores waited
+On one query of rag100x256 (or of another workload; fresh inputs each time) it measures:
+the wall time of ``Reranker.rerank``; the CPU time of tokenising it; the GPU time by kind
+(torch profiler: matmuls, attention, fused elementwise kernels, gathers and copies, the rest)
+and how much of the wall time the GPU had work at all; and, on the same packed shapes, the 28
+layers' matmuls alone in bf16 (cuBLAS) and in FP8 with row-wise scales
+(``torch._scaled_mm``), and the attention kernel alone. The matmuls alone are a floor no bf16
+engine of this model goes under. A timeline of two queries shows when each piece was
+tokenized, each batch launched and run on the GPU, and each batch's scores waited
 for. Writes OUT/latency_probe.json.
 """
 
@@ -147,6 +147,10 @@ def main() -> int:
     parser.add_argument(
         "--quick", action="store_true", help="only the p50, the kernels and the memory peak"
     )
+    parser.add_argument(
+        "--workload", default="rag100x256", help="whose first query is timed (rag100x256)"
+    )
+    parser.add_argument("--quantization", help="the engine's quantization option (fp8)")
     args = parser.parse_args()
 
     import torch
@@ -161,13 +165,13 @@ def main() -> int:
     from workloads import build
 
     tokenizer = AutoTokenizer.from_pretrained(args.model)
-    queries = [build(tokenizer, seed=s)["rag100x256"] for s in range(16)]
+    queries = [build(tokenizer, seed=s)[args.workload] for s in range(16)]
     one = [(wl.queries[0], wl.documents[0]) for wl in queries]
     from qwen3_rerank.engines import torch as torch_engine
 
     if args.gpu_room_mib:  # what a larger default budget would do
         torch_engine._DEFAULT_GPU_ROOM = args.gpu_room_mib * 2**20
-    reranker = Reranker(args.model, device="cuda")
+    reranker = Reranker(args.model, device="cuda", quantization=args.quantization)
     engine: Any = reranker.engine
     packed = engine._packed
     result: dict[str, Any] = {
@@ -176,6 +180,8 @@ def main() -> int:
         "inductor_cpp_wrapper": bool(torch._inductor.config.cpp_wrapper),
         "max_batch_tokens": engine.max_batch_tokens,
         "attention": engine.attention,
+        "workload": args.workload,
+        "quantization": args.quantization,
     }
     for _ in range(3):
         reranker.rerank(*one[0])  # warm-up and compile

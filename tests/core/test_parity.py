@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from qwen3_rerank import Reranker
+from qwen3_rerank.tokenizing import split_text
 from tests.core.reference import card_scores
 
 QUERY = "What is the capital of China?"
@@ -59,6 +60,15 @@ def test_many_queries_packed_together_equal_card_recipe(tiny_model: Path) -> Non
         expected = card_scores(tiny_model, query, docs, None, 8192)
         got = [r.score for r in sorted(results, key=lambda r: r.index)]
         assert got == pytest.approx(expected, abs=1e-5)
+
+
+def test_long_documents_tokenized_in_pieces_equal_card_recipe(tiny_model: Path) -> None:
+    """Documents long enough to be tokenized in pieces on all cores (qwen3_rerank.tokenizing)."""
+    docs = [" ".join(DOCUMENTS[:3]) * 30, "Many words in a row, then\n\nmore  words " * 300]
+    assert all(len(split_text(d)) > 2 for d in docs)
+    expected = card_scores(tiny_model, QUERY, docs, None, 8192)
+    with Reranker(tiny_model, device="cpu") as rr:
+        assert rr.score(QUERY, docs) == pytest.approx(expected, abs=1e-5)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="on CUDA, tests/gpu runs the kernel")

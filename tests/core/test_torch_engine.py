@@ -300,18 +300,6 @@ def test_first_piece_is_launched_as_the_first_batch(tiny_model: Path) -> None:
     assert [i for b in batches for i in b] == list(range(40))
 
 
-def test_rust_tokenizer_gives_transformers_ids(reranker: Reranker) -> None:
-    engine: Any = reranker.engine
-    texts = [
-        "<Document>: plain text ",
-        "光合作用是植物制造食物的方式。 emoji 🌱 and tabs\tand\nnewlines",
-        "<Query>: a literal <|im_start|> and <think> inside text",
-        "",
-    ]
-    want = engine.tokenizer(texts, add_special_tokens=False)["input_ids"]
-    assert engine._encode_batch(texts) == want
-
-
 def test_fp8_projections_score_close_to_the_reference(tiny_model: Path, reranker: Reranker) -> None:
     docs = [f"{DOCUMENTS[i % len(DOCUMENTS)]} {'more words ' * i}" for i in range(12)]
     want = reranker.score(QUERY, docs)

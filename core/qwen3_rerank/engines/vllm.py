@@ -25,6 +25,7 @@ from ..prompt import (
     format_document_part,
     format_query_part,
 )
+from ..tokenizing import batch_encoder
 from .base import Progress, ScoredDocuments, ScoreRequest, ThreadedEngine, split_scores
 
 __all__ = ["DEFAULT_KV_CACHE_BYTES", "QWEN3_RERANKER_OVERRIDES", "VllmEngine", "llm_options"]
@@ -143,9 +144,7 @@ class VllmEngine(ThreadedEngine):
         self.llm = llm
         self.model_name = os.fspath(model) if model is not None else None
         self.tokenizer = llm.get_tokenizer()
-        self.encoder = PromptEncoder(
-            lambda texts: self.tokenizer(texts, add_special_tokens=False)["input_ids"], max_length
-        )
+        self.encoder = PromptEncoder(batch_encoder(self.tokenizer), max_length)
         super().__init__()
 
     def _score(
