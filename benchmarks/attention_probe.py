@@ -13,7 +13,9 @@ of 268 tokens per batch, four batches per query, 28 layers.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import statistics
 import sys
 import time
 from functools import partial
@@ -71,10 +73,20 @@ def main() -> int:
         default="",
         help="more document lengths for the sweep, comma-separated (a 9216-row batch each)",
     )
+    parser.add_argument(
+        "--ab",
+        default="",
+        help="instead of the sweep, these launch settings in turn, rounds interleaved, with "
+        "the q-norm and RoPE applied in the kernel as in the engine: "
+        "'rows/keys/warps/stages,...' (e.g. 32/32/4/3,64/32/4/3)",
+    )
     args = parser.parse_args()
     layouts = {"rag_batch": (25, DOC_LEN), "long_batch": (2, 4062)}
     for n in (int(x) for x in args.lengths.split(",") if x):
         layouts[f"docs_of_{n}"] = (max(1, 9216 // n), n)
+    if args.ab:
+        settings = [tuple(int(x) for x in c.split("/")) for c in args.ab.split(",")]
+        return write({"ab": ab(layouts, settings)}, args.out)
     from torch.nn.attention.flex_attention import create_block_mask, flex_attention
 
     dev, dt = torch.device("cuda"), torch.bfloat16
@@ -212,6 +224,46 @@ def write(result: dict[str, Any], out_dir: str) -> int:
     return 0
 
 
+def ab(layouts: dict[str, tuple[int, int]], settings: list[tuple[int, ...]]) -> dict[str, Any]:
+    """Per layout, the median over 7 interleaved rounds of each launch setting's time for one
+    batch's 28 layers (CUDA events; the kernel applying the q-norm and RoPE as in the engine):
+    one setting against another on the same GPU at the same moment, as the sweep is not."""
+    from qwen3_rerank.engines import prefix_attention
+
+    dev, dt = torch.device("cuda"), torch.bfloat16
+    default = dict(prefix_attention.LAUNCH)
+    found: dict[str, Any] = {}
+    for name, (n_docs, doc_len) in layouts.items():
+        docs = [(0, [3] * doc_len) for _ in range(n_docs)]
+        q, k, v = random_qkv(HEAD + QUERY + n_docs * doc_len, 1, dev, dt)
+        weight = torch.ones(HEAD_DIM, device=dev, dtype=dt)
+        cos = torch.ones(len(q), HEAD_DIM, device=dev, dtype=dt)
+        sin = torch.zeros(len(q), HEAD_DIM, device=dev, dtype=dt)
+        times: dict[str, list[float]] = {}
+        for _ in range(7):
+            for rows, keys, warps, stages in settings:
+                tiles = pack([[2] * QUERY], docs, [1] * HEAD, tile_rows=rows).tiles.to(dev)
+                prefix_attention.LAUNCH.update({"num_warps": warps, "num_stages": stages})
+
+                rope = (weight, cos, sin, 1e-6)
+                run = partial(prefix_attention.prefix_attention, q, k, v, tiles)
+                call = partial(run, HEAD_DIM**-0.5, rows, keys, rope)
+                call()
+                start, end = (torch.cuda.Event(enable_timing=True) for _ in range(2))
+                start.record()
+                for _ in range(LAYERS):
+                    call()
+                end.record()
+                end.synchronize()
+                times.setdefault(f"{rows}/{keys}/{warps}/{stages}", []).append(
+                    start.elapsed_time(end)
+                )
+        prefix_attention.LAUNCH.update(default)
+        found[name] = {key: round(statistics.median(ms), 3) for key, ms in times.items()}
+        print(name, found[name], flush=True)
+    return found
+
+
 def sweep(
     dev: torch.device, dt: torch.dtype, scale: float, layouts: dict[str, tuple[int, int]]
 ) -> dict[str, Any]:
@@ -228,18 +280,23 @@ def sweep(
         gpu = pack([[2] * QUERY], docs, [1] * HEAD).to(dev)
         want = attention_flash(q, k, v, gpu, scale)
         flash = partial(attention_flash, q, k, v, gpu, scale)
-        entry: dict[str, Any] = {"flash_with_gathers_ms": round(best_ms(flash) * LAYERS, 3)}
+        entry: dict[str, Any] = {
+            "flash_with_gathers_ms": round(best_ms(flash) * LAYERS, 3),
+            "engine_key_block": gpu.key_block,  # the engine's choice for this batch
+        }
         configs = []
         for tile_rows in (32, 64):
             tiled = pack([[2] * QUERY], docs, [1] * HEAD, tile_rows=tile_rows).to(dev)
             for block_n in (32, 64, 128):
                 for warps in (4, 8):
                     for stages in (1, 2, 3, 4):
-                        launch = {"BLOCK_N": block_n, "num_warps": warps, "num_stages": stages}
+                        launch = {"num_warps": warps, "num_stages": stages}
                         prefix_attention.LAUNCH.update(launch)
+                        keyed = dataclasses.replace(tiled, key_block=block_n)
+                        launch = {"BLOCK_N": block_n, **launch}
                         try:
-                            got = attention_prefix(q, k, v, tiled, scale)
-                            ms = best_ms(partial(attention_prefix, q, k, v, tiled, scale))
+                            got = attention_prefix(q, k, v, keyed, scale)
+                            ms = best_ms(partial(attention_prefix, q, k, v, keyed, scale))
                         except Exception as exc:  # resources: a config may not fit
                             configs.append(
                                 {"tile_rows": tile_rows, **launch, "error": str(exc)[:120]}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -58,6 +60,16 @@ def test_prefix_attention_tiles() -> None:
     assert batch.final().tiles is batch.final_tiles
 
 
+def test_batches_of_long_documents_step_through_64_keys() -> None:
+    short = pack([[1] * 20], [(0, [2] * 268)] * 25)
+    long = pack([[1] * 20], [(0, [2] * 4062)] * 2)
+    mixed = pack([[1] * 20], [(0, [2] * 4062), *[(0, [2] * 100)] * 40])  # work: mostly long
+    assert (short.key_block, long.key_block, mixed.key_block) == (32, 64, 64)
+    edge = [pack([[1]], [(0, [2] * n)] * 9).key_block for n in (1023, 1024)]
+    assert edge == [32, 64]
+    assert long.final().key_block == 64
+
+
 # Without CUDA, Triton's interpreter runs the kernel on the CPU (tests/conftest.py); fp32 there,
 # the 16-bit types it runs in on a GPU (where fp32 matmuls would go through TF32).
 CUDA = torch.cuda.is_available()
@@ -65,21 +77,23 @@ KERNEL_DTYPES = [torch.float16, torch.bfloat16] if CUDA else [torch.float32, tor
 
 
 @pytest.mark.parametrize("rope_q", [False, True], ids=["q-ready", "q-normed-in-kernel"])
-@pytest.mark.parametrize("head", [[], [9] * 5], ids=["no-head", "head"])
+@pytest.mark.parametrize(
+    ("head", "key_block"), [([], 32), ([9] * 5, 32), ([9] * 5, 64)], ids=["", "head", "head-64"]
+)
 @pytest.mark.parametrize("dtype", KERNEL_DTYPES)
 def test_prefix_attention_kernel_equals_the_per_sequence_loop(
-    head: list[int], dtype: torch.dtype, rope_q: bool
+    head: list[int], key_block: int, dtype: torch.dtype, rope_q: bool
 ) -> None:
     """The Triton kernel reads the packed rows in place and matches the reference on every
     layer shape: several queries, documents longer than a tile, and the last layer's one row
-    per document. With ``rope_q`` it gets the raw q projection and applies the q-norm and
-    RoPE (at each row's own position) itself."""
+    per document, stepping through keys 32 or 64 at a time. With ``rope_q`` it gets the raw q
+    projection and applies the q-norm and RoPE (at each row's own position) itself."""
     pytest.importorskip("triton")
     device = torch.device("cuda" if CUDA else "cpu")
     gen = torch.Generator().manual_seed(0)
     prefixes = [[1] * 7, [2] * 3, [3] * 11]
     docs = [(i % 3, [4] * (1 + (37 * i) % 150)) for i in range(7)]
-    batch = pack(prefixes, docs, head).to(device)
+    batch = dataclasses.replace(pack(prefixes, docs, head), key_block=key_block).to(device)
     rows = int(batch.cu_q[-1])
     q, k, v = (torch.randn(rows, h, 16, generator=gen).to(device, dtype) for h in (4, 2, 2))
     weight = (1 + torch.rand(16, generator=gen)).to(device, dtype)
@@ -97,7 +111,8 @@ def test_prefix_attention_kernel_equals_the_per_sequence_loop(
         want = attention_loop(ready[rows_of], k.float(), v.float(), part, 0.25)
         if rope_q:
             rope = (weight, cos, sin, 1e-6)
-            got = prefix_attention(q[rows_of], k, v, part.tiles, 0.25, part.tile_rows, rope)
+            tiles, rows, keys = part.tiles, part.tile_rows, part.key_block
+            got = prefix_attention(q[rows_of], k, v, tiles, 0.25, rows, keys, rope)
         else:
             got = attention_prefix(ready[rows_of].to(dtype), k, v, part, 0.25)
         assert got.dtype == dtype

@@ -34,7 +34,9 @@ import torch.nn.functional as F
 from .prefix_attention import (
     BLOCK_M,
     FINAL_BLOCK_M,
+    KEY_BLOCK,
     final_tile_table,
+    key_block,
     prefix_attention,
     tile_table,
 )
@@ -65,6 +67,7 @@ class PackedBatch:
     tiles: torch.Tensor  # [n, 8] int32: prefix_attention's tiles
     final_tiles: torch.Tensor  # [n_docs, 8] the same for the last layer's rows
     tile_rows: int = BLOCK_M  # query rows per tile
+    key_block: int = KEY_BLOCK  # keys per step of prefix_attention (prefix_attention.key_block)
     docs_keys_from: int = 0  # the first document's first row in key_index
     docs_max_k: int = 0  # the most keys of one document
     groups: list[AttentionGroup] | None = None  # attention_grouped's plan, made once
@@ -87,6 +90,7 @@ class PackedBatch:
             tiles=self.final_tiles,
             final_tiles=self.final_tiles[:0],  # no layer after it
             tile_rows=FINAL_BLOCK_M,
+            key_block=self.key_block,
         )
 
     def attention_groups(self, device: torch.device, dtype: torch.dtype) -> list[AttentionGroup]:
@@ -200,6 +204,7 @@ def pack(
         docs_max_k=int(k_lens[docs_from:].max(initial=0)),
         tiles=torch.from_numpy(tile_table(cu_q[:-1], q_lens, ctx, tile_rows)),
         tile_rows=tile_rows,
+        key_block=key_block(d_len),
         final_tiles=torch.from_numpy(
             final_tile_table(d_start + d_len - 1, d_start, ctx[docs_from:])
         ),
@@ -491,7 +496,7 @@ def _flash_args(batch: PackedBatch) -> tuple[Any, ...]:
 
 
 def _prefix_args(batch: PackedBatch) -> tuple[Any, ...]:
-    return batch.tiles, batch.tile_rows
+    return batch.tiles, batch.tile_rows, batch.key_block
 
 
 def _flash(
@@ -519,9 +524,10 @@ def _prefix(
     scale: float,
     tiles: torch.Tensor,
     tile_rows: int,
+    key_block: int,
     *rope_q: Any,
 ) -> torch.Tensor:
-    return prefix_attention(q, k, v, tiles, scale, tile_rows, rope_q or None)
+    return prefix_attention(q, k, v, tiles, scale, tile_rows, key_block, rope_q or None)
 
 
 # The attentions the compiled all-layers graph can run: the kernel call, its arguments from a
@@ -751,8 +757,8 @@ class PackedQwen3:
             if graphed:  # the prefix kernel's arguments, padded to the graph's shapes
                 docs = _bucket(n)
                 last = _pad(last, docs)
-                main = (_pad(batch.tiles, _bucket(len(batch.tiles))), batch.tile_rows)
-                ends = (_pad(final.tiles, docs), final.tile_rows)
+                main = (_pad(batch.tiles, _bucket(len(batch.tiles))), *main[1:])
+                ends = (_pad(final.tiles, docs), *ends[1:])
             try:
                 x = compiled(
                     x, cos, sin, last, main, ends, self.layers, shape, attend, q_in_kernel

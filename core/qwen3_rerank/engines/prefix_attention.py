@@ -25,18 +25,29 @@ import torch
 __all__ = [
     "BLOCK_M",
     "FINAL_BLOCK_M",
+    "KEY_BLOCK",
     "available",
     "final_tile_table",
+    "key_block",
     "prefix_attention",
     "tile_table",
 ]
 
 # Query rows per tile (times 2 heads: 64 rows per matmul), keys per step and launch settings:
 # the fastest of 36 on the H100 for 268-token documents, and faster than FA2 at 4062 tokens
-# too (benchmarks/results/probes/attention_prefix_sweep.json).
+# too (benchmarks/results/probes/attention_prefix_sweep.json; its times include each call's
+# launch, so GPU time was compared again below).
 BLOCK_M = 32
-LAUNCH = {"BLOCK_N": 32, "num_warps": 4, "num_stages": 3}
+KEY_BLOCK = 32
+LAUNCH = {"num_warps": 4, "num_stages": 3}
 FINAL_BLOCK_M = 8  # the last layer reads one row per document: one small tile each
+# Batches of long documents step through keys 64 at a time. GPU time of one ~9216-row batch's
+# 28 layers on the H100, documents of 268 / 512 / 1024 / 2048 / 4062 tokens, 32 vs 64 keys:
+# 2.53 / 3.70 / 5.12 / 7.43 / 12.79 vs 2.83 / 3.98 / 5.03 / 6.78 / 11.00 ms (medians of seven
+# interleaved rounds, benchmarks/results/probes/attention_prefix_ab.json; 64-row tiles and 8
+# warps were slower at every length).
+LONG_KEY_BLOCK = 64
+LONG_DOCUMENTS = 1024  # tokens: a batch's mean document length, weighted by length
 _FIELDS = 8
 
 try:  # Triton ships with CUDA builds of PyTorch; without it the engine keeps FlashAttention
@@ -91,6 +102,15 @@ def final_tile_table(
     table[:, 2] = last
     table[:, 3] = own
     return table
+
+
+def key_block(lengths: np.ndarray[Any, Any]) -> int:
+    """Keys per step for a batch of sequences of these lengths: :data:`LONG_KEY_BLOCK` when
+    most of its attention work is in long ones (the mean length, each sequence weighted by its
+    own length, is at least :data:`LONG_DOCUMENTS`), else :data:`KEY_BLOCK`."""
+    n = lengths.astype(np.float64)
+    weighted = float((n * n).sum() / n.sum()) if n.sum() > 0 else 0.0
+    return LONG_KEY_BLOCK if weighted >= LONG_DOCUMENTS else KEY_BLOCK
 
 
 if triton is not None:
@@ -292,9 +312,11 @@ def prefix_attention(
     tiles: torch.Tensor,
     scale: float,
     block_m: int = BLOCK_M,
+    block_n: int = KEY_BLOCK,
     rope_q: tuple[torch.Tensor, torch.Tensor, torch.Tensor, float] | None = None,
 ) -> torch.Tensor:
-    """``q [R, H, D]`` against packed ``k, v [T, KV, D]`` as ``tiles`` say; ``[R, H, D]``.
+    """``q [R, H, D]`` against packed ``k, v [T, KV, D]`` as ``tiles`` (of ``block_m`` rows)
+    say, stepping ``block_n`` keys at a time; ``[R, H, D]``.
 
     With ``rope_q = (q_norm_weight, cos, sin, eps)``, ``q`` is the raw projection and the
     kernel applies the q-norm and RoPE itself as it loads each tile (``cos``/``sin``: ``[T, D]``
@@ -304,12 +326,12 @@ def prefix_attention(
     9.9 ms (benchmarks/results/probes/)."""
     if rope_q is None:
         out: torch.Tensor = torch.ops.qwen3_rerank.prefix_attention(
-            q, k, v, tiles, scale, block_m, None, None, None, 0.0
+            q, k, v, tiles, scale, block_m, block_n, None, None, None, 0.0
         )
     else:
         weight, cos, sin, eps = rope_q
         out = torch.ops.qwen3_rerank.prefix_attention(
-            q, k, v, tiles, scale, block_m, weight, cos, sin, eps
+            q, k, v, tiles, scale, block_m, block_n, weight, cos, sin, eps
         )
     return out
 
@@ -321,6 +343,7 @@ def _launch(
     tiles: torch.Tensor,
     scale: float,
     block_m: int,
+    block_n: int,
     q_weight: torch.Tensor | None,
     cos: torch.Tensor | None,
     sin: torch.Tensor | None,
@@ -353,7 +376,7 @@ def _launch(
         GROUP=group,
         HEAD_DIM=q.shape[2],
         BLOCK_M=block_m,
-        BLOCK_N=LAUNCH["BLOCK_N"],
+        BLOCK_N=block_n,
         ROPE_Q=rope,
         num_warps=LAUNCH["num_warps"],
         num_stages=LAUNCH["num_stages"],
@@ -368,5 +391,5 @@ if triton is not None:
     _op = torch.library.custom_op("qwen3_rerank::prefix_attention", mutates_args=())(_launch)
 
     @_op.register_fake
-    def _(q, k, v, tiles, scale, block_m, q_weight, cos, sin, eps):
+    def _(q, k, v, tiles, scale, block_m, block_n, q_weight, cos, sin, eps):
         return q.new_empty(q.shape)
