@@ -244,7 +244,6 @@ def ab(layouts: dict[str, tuple[int, int]], settings: list[tuple[int, ...]]) -> 
             for rows, keys, warps, stages in settings:
                 tiles = pack([[2] * QUERY], docs, [1] * HEAD, tile_rows=rows).tiles.to(dev)
                 prefix_attention.LAUNCH.update({"num_warps": warps, "num_stages": stages})
-
                 rope = (weight, cos, sin, 1e-6)
                 run = partial(prefix_attention.prefix_attention, q, k, v, tiles)
                 call = partial(run, HEAD_DIM**-0.5, rows, keys, rope)

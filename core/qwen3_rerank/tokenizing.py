@@ -40,9 +40,9 @@ _CUT = re.compile(r"(?<=[^\W\d_]) (?=[^\W\d_])")
 
 
 def split_text(text: str, size: int = CHUNK_CHARS) -> list[str]:
-    """``text`` cut into pieces of at least ``size`` characters (the last one may be shorter
-    than ``size`` plus ``size``), each cut just before a space between two letters; a text
-    with no such space stays whole. ``"".join`` of the pieces is ``text``."""
+    """``text`` cut just before spaces between two letters: every piece but the last has at
+    least ``size`` characters, and the last fewer than ``2 * size`` unless no such space is
+    left (a text with none stays whole). ``"".join`` of the pieces is ``text``."""
     pieces, start = [], 0
     while len(text) - start >= 2 * size:
         cut = _CUT.search(text, start + size)
