@@ -15,17 +15,25 @@ if not torch.cuda.is_available():  # Triton kernels run in Triton's CPU interpre
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from transformers import AutoTokenizer
 
 from qwen3_rerank import Reranker
-from qwen3_rerank.random_model import build_random_model
+from qwen3_rerank.random_model import build_random_model, qwen3_tokenizer_dir
 
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Folder of a tiny random Qwen3ForCausalLM plus the real Qwen3 tokenizer."""
     return build_random_model(tmp_path_factory.mktemp("models") / "tiny-qwen3-reranker", "tiny")
+
+
+@pytest.fixture(scope="session")
+def tokenizer() -> Any:
+    """The real Qwen3 tokenizer (transformers' fast tokenizer)."""
+    return AutoTokenizer.from_pretrained(qwen3_tokenizer_dir())
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from transformers import AutoTokenizer
 
 from qwen3_rerank import ConfigurationError, InvalidInputError
 from qwen3_rerank.prompt import (
@@ -17,7 +16,6 @@ from qwen3_rerank.prompt import (
     format_pair,
     format_query_part,
 )
-from qwen3_rerank.random_model import qwen3_tokenizer_dir
 
 TEXTS = [
     "plain words",
@@ -34,11 +32,6 @@ TEXTS = [
     "!!!",
     "\n",
 ]
-
-
-@pytest.fixture(scope="module")
-def tokenizer() -> Any:
-    return AutoTokenizer.from_pretrained(qwen3_tokenizer_dir())
 
 
 def _encode(tokenizer: Any) -> Any:

@@ -9,9 +9,8 @@ from typing import Any
 
 import pytest
 from tokenizers import Tokenizer
-from transformers import AutoTokenizer, PreTrainedTokenizerFast
+from transformers import PreTrainedTokenizerFast
 
-from qwen3_rerank.random_model import qwen3_tokenizer_dir
 from qwen3_rerank.tokenizing import CHUNK_CHARS, batch_encoder, split_text, splits_exactly
 
 # Fragments that stress the pre-tokenizer around spaces: contractions, runs of spaces, tabs
@@ -42,11 +41,6 @@ FRAGMENTS = [
     "<Document>:",
     "ǅ",
 ]
-
-
-@pytest.fixture(scope="module")
-def tokenizer() -> Any:
-    return AutoTokenizer.from_pretrained(qwen3_tokenizer_dir())
 
 
 def _long_text(seed: int, chars: int = 5 * CHUNK_CHARS) -> str:
