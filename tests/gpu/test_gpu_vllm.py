@@ -14,9 +14,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from transformers import AutoTokenizer
 
 from qwen3_rerank import Reranker
+from qwen3_rerank.prompt import DEFAULT_INSTRUCTION, format_document_part
 from qwen3_rerank.random_model import build_random_model
+from qwen3_rerank.tokenizing import split_text
 from tests.core.engine_contract import DOCUMENTS, QUERY, EngineContract
 from tests.gpu.test_gpu_engine import spearman, workload
 
@@ -59,6 +62,26 @@ def test_parity_with_the_torch_engine(model_06b: Path, vllm_reranker: Reranker) 
     for g, w in zip(got, want, strict=True):
         assert max(abs(a - b) for a, b in zip(g, w, strict=True)) <= 0.02
         assert spearman(g, w) >= 0.99
+
+
+def test_long_documents_tokenized_in_pieces_agree_with_the_torch_engine(
+    model_06b: Path, vllm_reranker: Reranker
+) -> None:
+    """The engine tokenizes long documents in pieces through vLLM's own tokenizer object
+    (qwen3_rerank.tokenizing): the same ids as the whole documents, the same scores."""
+    queries, docs = workload(seed=1)
+    long_docs = [" ".join(docs[0][i : i + 6]) for i in range(0, 36, 6)]
+    assert all(len(split_text(d)) > 2 for d in long_docs)
+    encoded = vllm_reranker.engine.encoder.encode(  # type: ignore[attr-defined]
+        queries[0], long_docs, DEFAULT_INSTRUCTION
+    )
+    tokenizer = AutoTokenizer.from_pretrained(model_06b)
+    whole = tokenizer([format_document_part(d) for d in long_docs], add_special_tokens=False)
+    assert encoded.document_ids == whole["input_ids"]
+    with Reranker(model_06b, engine="torch", device="cuda", dtype="float32", fast=False) as ref:
+        want = ref.score(queries[0], long_docs)
+    got = vllm_reranker.score(queries[0], long_docs)
+    assert max(abs(a - b) for a, b in zip(got, want, strict=True)) <= 0.02
 
 
 def test_whole_gpu_memory_with_defaults_is_at_most_8_gib(vllm_reranker: Reranker) -> None:
