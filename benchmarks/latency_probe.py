@@ -10,7 +10,9 @@ layers' matmuls alone in bf16 (cuBLAS) and in FP8 with row-wise scales
 (``torch._scaled_mm``), and the attention kernel alone. The matmuls alone are a floor no bf16
 engine of this model goes under. A timeline of two queries shows when each piece was
 tokenized, each batch launched and run on the GPU, and each batch's scores waited
-for. Writes OUT/latency_probe.json.
+for. Where the engine runs the MLP's gate in one kernel (``gated_mlp``), the same queries are
+also timed, in alternating rounds, with cuBLAS and inductor's kernel instead, and their GPU
+work profiled. Writes OUT/latency_probe.json.
 """
 
 from __future__ import annotations
@@ -160,7 +162,7 @@ def main() -> int:
     from transformers import AutoTokenizer
 
     from qwen3_rerank import Reranker
-    from qwen3_rerank.engines.packed import attention_flash, attention_prefix, pack
+    from qwen3_rerank.engines.packed import _silu_gate, attention_flash, attention_prefix, pack
     from qwen3_rerank.prompt import DEFAULT_INSTRUCTION, format_document_part, format_query_part
     from workloads import build
 
@@ -243,38 +245,60 @@ def main() -> int:
     if not args.quick:
         result["timeline"] = [timeline(reranker, q, docs) for q, docs in one[14:16]]
 
-    reps = 3
-    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
-        torch.cuda.synchronize()
-        t = time.perf_counter()
-        for q, docs in one[11 : 11 + reps]:
-            reranker.rerank(q, docs)
-        torch.cuda.synchronize()
-        profiled_ms = (time.perf_counter() - t) * 1000
-    # GPU-side events only (kernels, copies): CPU ops would count their kernels twice.
-    spans = [
-        (e.time_range.start, e.time_range.end, e.name)
-        for e in prof.events()
-        if e.device_type == DeviceType.CUDA
-    ]
-    by_kind: dict[str, float] = defaultdict(float)
-    by_name: dict[str, list[float]] = defaultdict(lambda: [0.0, 0])
-    for start, end, name in spans:
-        by_kind[kind_of(name)] += (end - start) / 1000 / reps
-        by_name[name][0] += (end - start) / 1000 / reps
-        by_name[name][1] += 1 / reps
-    busy, reach = 0.0, float("-inf")  # union of the intervals: time the GPU had work
-    for start, end, _ in sorted(spans):
-        busy += max(0.0, end - max(start, reach))
-        reach = max(reach, end)
-    result["profiled_wall_ms_per_query"] = round(profiled_ms / reps, 2)
-    result["gpu_busy_ms_per_query"] = round(busy / 1000 / reps, 2)
-    result["kernel_ms_by_kind"] = {k: round(v, 2) for k, v in sorted(by_kind.items())}
-    result["kernel_ms_total"] = round(sum(by_kind.values()), 2)
-    result["top_kernels"] = [
-        {"ms": round(ms, 3), "calls": round(n), "name": name[:120]}
-        for name, (ms, n) in sorted(by_name.items(), key=lambda kv: -kv[1][0])[:25]
-    ]
+    def profiled(top: int = 25) -> dict[str, Any]:
+        """GPU work of three queries, per query: busy time, by kind, the top kernels."""
+        reps = 3
+        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+            torch.cuda.synchronize()
+            t = time.perf_counter()
+            for q, docs in one[11 : 11 + reps]:
+                reranker.rerank(q, docs)
+            torch.cuda.synchronize()
+            profiled_ms = (time.perf_counter() - t) * 1000
+        # GPU-side events only (kernels, copies): CPU ops would count their kernels twice.
+        spans = [
+            (e.time_range.start, e.time_range.end, e.name)
+            for e in prof.events()
+            if e.device_type == DeviceType.CUDA
+        ]
+        by_kind: dict[str, float] = defaultdict(float)
+        by_name: dict[str, list[float]] = defaultdict(lambda: [0.0, 0])
+        for start, end, name in spans:
+            by_kind[kind_of(name)] += (end - start) / 1000 / reps
+            by_name[name][0] += (end - start) / 1000 / reps
+            by_name[name][1] += 1 / reps
+        busy, reach = 0.0, float("-inf")  # union of the intervals: time the GPU had work
+        for start, end, _ in sorted(spans):
+            busy += max(0.0, end - max(start, reach))
+            reach = max(reach, end)
+        return {
+            "profiled_wall_ms_per_query": round(profiled_ms / reps, 2),
+            "gpu_busy_ms_per_query": round(busy / 1000 / reps, 2),
+            "kernel_ms_by_kind": {k: round(v, 2) for k, v in sorted(by_kind.items())},
+            "kernel_ms_total": round(sum(by_kind.values()), 2),
+            "top_kernels": [
+                {"ms": round(ms, 3), "calls": round(n), "name": name[:120]}
+                for name, (ms, n) in sorted(by_name.items(), key=lambda kv: -kv[1][0])[:top]
+            ],
+        }
+
+    result.update(profiled())
+    if packed.gate is not _silu_gate:
+        # The MLP's gate/up matmul and SiLU gate in one kernel (the default) against cuBLAS +
+        # inductor's kernel: p50s of the same queries in alternating rounds, then the GPU work.
+        fused, rounds = packed.gate, {"fused": [], "unfused": []}
+        for _ in range(3):
+            for name, gate in (("fused", fused), ("unfused", _silu_gate)):
+                packed.gate = gate
+                for _ in range(3):
+                    reranker.rerank(*one[0])  # compiled and recorded the first time
+                rounds[name].append(p50_ms(one[1:11]))
+        result["wall_ms_p50_fused_vs_unfused_mlp"] = rounds
+        unfused = profiled(top=8)
+        result["unfused_mlp"] = {
+            k: v for k, v in unfused.items() if k != "profiled_wall_ms_per_query"
+        }
+        packed.gate = fused
     if args.quick:
         return write(Path(args.out), result)
 

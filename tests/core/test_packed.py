@@ -8,6 +8,10 @@ import pytest
 import torch
 
 from qwen3_rerank.engines import packed
+from qwen3_rerank.engines.gated_mlp import CONFIG as gated_mlp_config
+from qwen3_rerank.engines.gated_mlp import _launch as gated_mlp_launch
+from qwen3_rerank.engines.gated_mlp import fits as gated_mlp_fits
+from qwen3_rerank.engines.gated_mlp import gated_mlp
 from qwen3_rerank.engines.packed import attention_grouped, attention_loop, attention_prefix, pack
 from qwen3_rerank.engines.prefix_attention import prefix_attention
 
@@ -117,6 +121,43 @@ def test_prefix_attention_kernel_equals_the_per_sequence_loop(
             got = attention_prefix(ready[rows_of].to(dtype), k, v, part, 0.25)
         assert got.dtype == dtype
         assert torch.allclose(got.float(), want, atol=tolerance)
+
+
+@pytest.mark.parametrize("rows", [1, 37, 300])
+@pytest.mark.parametrize("dtype", KERNEL_DTYPES)
+def test_gated_mlp_kernel_equals_the_unfused_mlp(rows: int, dtype: torch.dtype) -> None:
+    """One kernel for the gate/up matmul and the SiLU gate gives the unfused MLP's values:
+    fewer rows than a tile, and several tiles with a partial last one; two tiles of columns,
+    two steps of the reduction."""
+    pytest.importorskip("triton")
+    device = torch.device("cuda" if CUDA else "cpu")
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(rows, 128, generator=gen).to(device, dtype)
+    weight = (torch.randn(2 * 256, 128, generator=gen) / 11).to(device, dtype)
+    assert gated_mlp_fits(x, weight)
+    got = gated_mlp(x, weight)
+    want = packed._silu_gate(x.float(), weight.float())
+    assert got.shape == (rows, 256)
+    assert got.dtype == dtype
+    tolerance = {torch.float32: 1e-5, torch.float16: 5e-3, torch.bfloat16: 3e-2}[dtype]
+    assert torch.allclose(got.float(), want, atol=tolerance, rtol=tolerance)
+    # two programs stepping through all the tiles, as on a GPU with fewer SMs than tiles
+    small = {**gated_mlp_config, "BLOCK_M": 32, "BLOCK_N": 64}
+    stepped = gated_mlp_launch(x, weight, small, programs=2)
+    assert torch.allclose(stepped.float(), want, atol=tolerance, rtol=tolerance)
+    # gate and up are rounded to the model dtype first, as the unfused path stores them (on
+    # the H100 the two agreed bit for bit: benchmarks/results/probes/mlp_probe.json)
+    if dtype != torch.float32:
+        unfused = packed._silu_gate(x, weight).float()
+        assert torch.allclose(got.float(), unfused, atol=tolerance, rtol=tolerance)
+
+
+def test_gated_mlp_kernel_takes_only_whole_tiles() -> None:
+    x = torch.zeros(5, 128)
+    assert not gated_mlp_fits(x, torch.zeros(2 * 200, 128))  # 200 columns: no whole tile
+    assert not gated_mlp_fits(x, torch.zeros(2 * 256, 96))  # 96 inputs: no whole step
+    assert not gated_mlp_fits(x[:, :64], torch.zeros(2 * 256, 128))  # shapes disagree
+    assert not gated_mlp_fits(torch.zeros(128, 5).t(), torch.zeros(2 * 256, 5))
 
 
 @pytest.mark.parametrize(

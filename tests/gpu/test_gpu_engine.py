@@ -14,6 +14,8 @@ import pytest
 import torch
 
 from qwen3_rerank import Reranker
+from qwen3_rerank.engines.gated_mlp import gated_mlp
+from qwen3_rerank.engines.packed import _silu_gate
 from qwen3_rerank.random_model import build_random_model
 from tests.core.engine_contract import EngineContract
 
@@ -76,6 +78,7 @@ def test_bf16_fast_path_matches_fp32_reference_on_06b(model_06b: Path) -> None:
     with Reranker(model_06b, device="cuda", dtype="float32", fast=False) as ref:
         want = [ref.score(q, d) for q, d in zip(queries, docs, strict=True)]
     with Reranker(model_06b, device="cuda") as fast:
+        assert fast.engine._packed.gate is gated_mlp  # type: ignore[attr-defined]
         got = [
             [r.score for r in sorted(res, key=lambda r: r.index)]
             for res in fast.rerank_batch(queries, docs)
@@ -97,6 +100,7 @@ def test_fp8_compiled_path_stays_close_to_fp32_reference_on_06b(model_06b: Path)
     with Reranker(model_06b, device="cuda", dtype="float32", fast=False) as ref:
         want = [ref.score(q, d) for q, d in zip(queries, docs, strict=True)]
     with Reranker(model_06b, device="cuda", quantization="fp8") as fp8:
+        assert fp8.engine._packed.gate is _silu_gate  # type: ignore[attr-defined]
         got = [fp8.score(q, d) for q, d in zip(queries, docs, strict=True)]
     pairs = list(zip(got, want, strict=True))
     diffs = [max(abs(a - b) for a, b in zip(g, w, strict=True)) for g, w in pairs]
@@ -112,6 +116,7 @@ def test_fp32_fast_path_equals_reference_on_gpu(model_06b: Path) -> None:
         want = ref.score(queries[0], docs[0])
     with Reranker(model_06b, device="cuda", dtype="float32") as fast:
         assert fast.engine.attention == "loop"  # type: ignore[attr-defined]
+        assert fast.engine._packed.gate is _silu_gate  # type: ignore[attr-defined]
         got = fast.score(queries[0], docs[0])
     assert max(abs(a - b) for a, b in zip(got, want, strict=True)) <= 1e-3
 
@@ -159,6 +164,17 @@ def test_flash_attention_fallback_scores_like_the_prefix_kernel(model_06b: Path)
         rr.engine._packed.attention = attention_flash  # type: ignore[attr-defined]
         flash = rr.score(queries[0], docs[0])
     assert max(abs(a - b) for a, b in zip(prefix, flash, strict=True)) <= 0.01
+
+
+def test_unfused_mlp_scores_like_the_gated_mlp_kernel(model_06b: Path) -> None:
+    """The fused gate/up + SiLU kernel and cuBLAS + inductor's kernel give the same scores,
+    through the same compiled graph and CUDA graphs."""
+    queries, docs = workload(3)
+    with Reranker(model_06b, device="cuda") as rr:
+        fused = rr.score(queries[0], docs[0])
+        rr.engine._packed.gate = _silu_gate  # type: ignore[attr-defined]
+        unfused = rr.score(queries[0], docs[0])
+    assert max(abs(a - b) for a, b in zip(fused, unfused, strict=True)) <= 1e-3
 
 
 def test_batches_replay_cuda_graphs(model_06b: Path) -> None:

@@ -237,6 +237,7 @@ class TorchEngine(ThreadedEngine):
                 fp8=quantization == "fp8",
             )
             self._packed.choose_attention()
+            self._packed.choose_gate()
             del body
         else:
             self._body = body.to(self.device)
