@@ -6,7 +6,8 @@ write ``silu(gate) * up``: per 100-document query on the H100 that kernel alone 
 multiplies the same input rows by the gate and the up weights side by side, and applies the
 gate to the two fp32 products before anything is written: ``gate`` and ``up`` are rounded to
 the model dtype first, as they would be in memory, then ``silu(gate) * up`` is computed in fp32
-and rounded once, as inductor's fused kernel does (the results agreed bit for bit).
+and rounded once, as inductor's fused kernel does (on the probe's random inputs the two agreed
+bit for bit; through the whole model, scores moved by up to 0.004, bf16 noise).
 
 The net gain is smaller than that kernel's time: Triton's matmul runs at ~540 TFLOP/s here
 against cuBLAS's ~700, so one query's GPU work went from 56.3 to 54.8 ms.
