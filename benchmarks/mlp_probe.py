@@ -6,8 +6,10 @@ The engine's compiled graph runs ``x @ gate_up.T`` in cuBLAS, then a fused eleme
 reads the ``[rows, 6144]`` product back to write ``silu(gate) * up``: 4.4 ms of a
 100-document query's ~55 ms of GPU work on the H100. ``core/qwen3_rerank/engines/gated_mlp.py``
 does both in one kernel. This times, on the 0.6B model's shapes (hidden 1024, intermediate
-3072), the compiled baseline against the kernel in several tilings, a variant that loads its
-tiles through TMA descriptors and two persistent ones (one program per SM). GPU time by CUDA
+3072), the compiled baseline against the kernel in several tilings, with one program per SM
+(as the engine runs it) or one per tile, and a variant that loads its tiles through TMA
+descriptors (Triton 3.4+). Earlier versions of this probe also timed more tilings, TMA with
+one program per tile and a flattened persistent loop (probes/README.md). GPU time by CUDA
 events around 20 back-to-back calls replayed from a CUDA graph (as the engine runs them: no
 launch gaps), the median of seven rounds with the variants interleaved. Writes
 OUT/mlp_probe.json.
@@ -44,58 +46,6 @@ PERSISTENT = [(128, 128, 64, 8, 8, 3)]
 
 
 @triton.jit
-def _tma_kernel(
-    x_desc,
-    w_desc,
-    o_desc,
-    rows,
-    INTER: tl.constexpr,
-    HIDDEN: tl.constexpr,
-    BLOCK_M: tl.constexpr,
-    BLOCK_N: tl.constexpr,
-    BLOCK_K: tl.constexpr,
-    GROUP_M: tl.constexpr,
-):
-    """The same kernel with tiles loaded and stored through TMA descriptors."""
-    pid = tl.program_id(0)
-    row_blocks = tl.cdiv(rows, BLOCK_M)
-    per_group = GROUP_M * (INTER // BLOCK_N)
-    first = pid // per_group * GROUP_M
-    size = tl.minimum(row_blocks - first, GROUP_M)
-    pid_m = first + (pid % per_group) % size
-    pid_n = (pid % per_group) // size
-    off_m, off_n = pid_m * BLOCK_M, pid_n * BLOCK_N
-    gate = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-    up = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-    for k in range(0, HIDDEN, BLOCK_K):
-        x = x_desc.load([off_m, k])
-        gate = tl.dot(x, w_desc.load([off_n, k]).T, gate)
-        up = tl.dot(x, w_desc.load([INTER + off_n, k]).T, up)
-    dtype = o_desc.dtype
-    g = gate.to(dtype).to(tl.float32)
-    o_desc.store([off_m, off_n], (g * tl.sigmoid(g) * up.to(dtype).to(tl.float32)).to(dtype))
-
-
-def tma_launch(x: torch.Tensor, w: torch.Tensor, config: dict[str, int]) -> torch.Tensor:
-    from triton.tools.tensor_descriptor import TensorDescriptor
-
-    rows = x.shape[0]
-    out = x.new_empty(rows, INTER)
-    bm, bn, bk = config["BLOCK_M"], config["BLOCK_N"], config["BLOCK_K"]
-    grid = (triton.cdiv(rows, bm) * (INTER // bn),)
-    _tma_kernel[grid](
-        TensorDescriptor.from_tensor(x, [bm, bk]),
-        TensorDescriptor.from_tensor(w, [bn, bk]),
-        TensorDescriptor.from_tensor(out, [bm, bn]),
-        rows,
-        INTER=INTER,
-        HIDDEN=HIDDEN,
-        **config,
-    )
-    return out
-
-
-@triton.jit
 def _persistent_kernel(
     x_desc,
     w_desc,
@@ -108,14 +58,13 @@ def _persistent_kernel(
     BLOCK_K: tl.constexpr,
     GROUP_M: tl.constexpr,
     PROGRAMS: tl.constexpr,
-    FLATTEN: tl.constexpr,
 ):
-    """The TMA kernel made persistent: one program per SM steps through the tiles, so that
-    (with FLATTEN) the next tile's loads can start under this tile's epilogue."""
+    """The engine's kernel with its tiles loaded and stored through TMA descriptors (one
+    program per SM stepping through the tiles)."""
     row_blocks = tl.cdiv(rows, BLOCK_M)
     per_group = GROUP_M * (INTER // BLOCK_N)
     tiles = row_blocks * (INTER // BLOCK_N)
-    for tile in tl.range(tl.program_id(0), tiles, PROGRAMS, flatten=FLATTEN):
+    for tile in tl.range(tl.program_id(0), tiles, PROGRAMS):
         first = tile // per_group * GROUP_M
         size = tl.minimum(row_blocks - first, GROUP_M)
         off_m = (first + (tile % per_group) % size) * BLOCK_M
@@ -131,9 +80,7 @@ def _persistent_kernel(
         o_desc.store([off_m, off_n], (g * tl.sigmoid(g) * up.to(dtype).to(tl.float32)).to(dtype))
 
 
-def persistent_launch(
-    x: torch.Tensor, w: torch.Tensor, config: dict[str, int], flatten: bool
-) -> torch.Tensor:
+def tma_launch(x: torch.Tensor, w: torch.Tensor, config: dict[str, int]) -> torch.Tensor:
     from triton.tools.tensor_descriptor import TensorDescriptor
 
     rows = x.shape[0]
@@ -151,7 +98,6 @@ def persistent_launch(
         INTER=INTER,
         HIDDEN=HIDDEN,
         PROGRAMS=programs,
-        FLATTEN=flatten,
         **config,
     )
     return out
@@ -216,7 +162,7 @@ def main() -> int:
             kinds = {
                 "ptr": gated_mlp._launch,  # persistent
                 "ptr_one_tile": lambda x, w, c: gated_mlp._launch(x, w, c, programs=2**30),
-                "tma_persistent": lambda x, w, c: persistent_launch(x, w, c, False),
+                "tma_persistent": tma_launch,
             }
             for kind, launch in kinds.items():
                 if kind.startswith("tma") and c not in PERSISTENT:

@@ -745,7 +745,7 @@ class PackedQwen3:
         """Uses the fused gate/up + SiLU kernel (:mod:`.gated_mlp`) where it runs and agrees
         with the unfused MLP on a small batch: CUDA, 16-bit, weights not in FP8. Per layer of a
         9216-row batch on the H100 it takes 0.214 ms against 0.235 for cuBLAS and inductor's
-        kernel, with identical results; one 100-document query's GPU work went from 56.3 to
+        kernel, with the same values; one 100-document query's GPU work went from 56.3 to
         54.8 ms (benchmarks/results/probes/mlp_probe.json, latency_probe_gated_mlp.json)."""
         self.gate = _silu_gate
         weight = self.layers[0][6]
