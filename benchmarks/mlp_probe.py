@@ -34,6 +34,7 @@ import triton  # noqa: E402
 import triton.language as tl  # noqa: E402
 
 from qwen3_rerank.engines import gated_mlp  # noqa: E402
+from qwen3_rerank.engines.gated_mlp import tile_origin  # noqa: E402
 
 HIDDEN, INTER = 1024, 3072
 CONFIGS = [  # BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M, num_warps, num_stages
@@ -61,14 +62,9 @@ def _persistent_kernel(
 ):
     """The engine's kernel with its tiles loaded and stored through TMA descriptors (one
     program per SM stepping through the tiles)."""
-    row_blocks = tl.cdiv(rows, BLOCK_M)
-    per_group = GROUP_M * (INTER // BLOCK_N)
-    tiles = row_blocks * (INTER // BLOCK_N)
+    tiles = tl.cdiv(rows, BLOCK_M) * (INTER // BLOCK_N)
     for tile in tl.range(tl.program_id(0), tiles, PROGRAMS):
-        first = tile // per_group * GROUP_M
-        size = tl.minimum(row_blocks - first, GROUP_M)
-        off_m = (first + (tile % per_group) % size) * BLOCK_M
-        off_n = (tile % per_group) // size * BLOCK_N
+        off_m, off_n = tile_origin(tile, rows, INTER, BLOCK_M, BLOCK_N, GROUP_M)
         gate = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
         up = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
         for k in range(0, HIDDEN, BLOCK_K):

@@ -51,6 +51,22 @@ def available() -> bool:
 if triton is not None:
 
     @triton.jit
+    def tile_origin(
+        tile,
+        rows,
+        INTER: tl.constexpr,
+        BLOCK_M: tl.constexpr,
+        BLOCK_N: tl.constexpr,
+        GROUP_M: tl.constexpr,
+    ):
+        """First row and column of ``tile``. Tiles go in groups of GROUP_M row blocks, so that
+        the weight columns a group reads stay in L2 while its rows go by."""
+        per_group = GROUP_M * (INTER // BLOCK_N)
+        first = tile // per_group * GROUP_M
+        size = tl.minimum(tl.cdiv(rows, BLOCK_M) - first, GROUP_M)
+        return (first + (tile % per_group) % size) * BLOCK_M, (tile % per_group) // size * BLOCK_N
+
+    @triton.jit
     def _gated_mlp_kernel(
         X,
         W,
@@ -67,16 +83,12 @@ if triton is not None:
         GROUP_M: tl.constexpr,
     ):
         # Each program steps through tiles (one per program when there are as many programs
-        # as tiles), taken in groups of GROUP_M row blocks so that the weight columns a group
-        # reads stay in L2 while its rows go by.
-        row_blocks = tl.cdiv(rows, BLOCK_M)
-        per_group = GROUP_M * (INTER // BLOCK_N)
-        tiles = row_blocks * (INTER // BLOCK_N)
+        # as tiles).
+        tiles = tl.cdiv(rows, BLOCK_M) * (INTER // BLOCK_N)
         for tile in range(tl.program_id(0), tiles, tl.num_programs(0)):
-            first = tile // per_group * GROUP_M
-            size = tl.minimum(row_blocks - first, GROUP_M)
-            m = (first + (tile % per_group) % size) * BLOCK_M + tl.arange(0, BLOCK_M)
-            n = (tile % per_group) // size * BLOCK_N + tl.arange(0, BLOCK_N)
+            m0, n0 = tile_origin(tile, rows, INTER, BLOCK_M, BLOCK_N, GROUP_M)
+            m = m0 + tl.arange(0, BLOCK_M)
+            n = n0 + tl.arange(0, BLOCK_N)
             k = tl.arange(0, BLOCK_K)
             # rows past the end read row 0 again (no masked loads in the loop); never stored
             x_at = X + (m % rows)[:, None] * stride_xm + k[None, :]
