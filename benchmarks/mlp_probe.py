@@ -34,7 +34,7 @@ import triton  # noqa: E402
 import triton.language as tl  # noqa: E402
 
 from qwen3_rerank.engines import gated_mlp  # noqa: E402
-from qwen3_rerank.engines.gated_mlp import tile_origin  # noqa: E402
+from qwen3_rerank.engines.gated_mlp import gated, tile_origin  # noqa: E402
 
 HIDDEN, INTER = 1024, 3072
 CONFIGS = [  # BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M, num_warps, num_stages
@@ -71,9 +71,7 @@ def _persistent_kernel(
             x = x_desc.load([off_m, k])
             gate = tl.dot(x, w_desc.load([off_n, k]).T, gate)
             up = tl.dot(x, w_desc.load([INTER + off_n, k]).T, up)
-        dtype = o_desc.dtype
-        g = gate.to(dtype).to(tl.float32)
-        o_desc.store([off_m, off_n], (g * tl.sigmoid(g) * up.to(dtype).to(tl.float32)).to(dtype))
+        o_desc.store([off_m, off_n], gated(gate, up, o_desc.dtype))
 
 
 def tma_launch(x: torch.Tensor, w: torch.Tensor, config: dict[str, int]) -> torch.Tensor:

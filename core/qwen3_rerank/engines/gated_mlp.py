@@ -67,6 +67,13 @@ if triton is not None:
         return (first + (tile % per_group) % size) * BLOCK_M, (tile % per_group) // size * BLOCK_N
 
     @triton.jit
+    def gated(gate, up, dtype: tl.constexpr):
+        """``silu(gate) * up`` from the fp32 products: each rounded to ``dtype`` first, as the
+        unfused path stores them, then computed in fp32 and rounded once."""
+        g = gate.to(dtype).to(tl.float32)
+        return (g * tl.sigmoid(g) * up.to(dtype).to(tl.float32)).to(dtype)
+
+    @triton.jit
     def _gated_mlp_kernel(
         X,
         W,
@@ -103,12 +110,9 @@ if triton is not None:
                 x_at += BLOCK_K
                 g_at += BLOCK_K
                 u_at += BLOCK_K
-            dtype = Out.dtype.element_ty
-            g = gate.to(dtype).to(tl.float32)
-            out = g * tl.sigmoid(g) * up.to(dtype).to(tl.float32)
             tl.store(
                 Out + m[:, None] * stride_om + n[None, :],
-                out.to(dtype),
+                gated(gate, up, Out.dtype.element_ty),
                 mask=(m < rows)[:, None],
             )
 
