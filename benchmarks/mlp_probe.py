@@ -43,7 +43,13 @@ CONFIGS = [  # BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M, num_warps, num_stages
     (128, 128, 32, 8, 8, 4),
     (128, 128, 32, 4, 8, 4),
 ]
-PERSISTENT = [(128, 128, 64, 8, 8, 3)]
+PERSISTENT = [
+    (128, 128, 64, 8, 8, 3),
+    (128, 128, 64, 8, 8, 4),
+    (128, 128, 32, 8, 8, 4),
+    (128, 64, 64, 8, 8, 4),
+    (64, 128, 64, 8, 4, 4),
+]
 
 
 @triton.jit
@@ -59,11 +65,13 @@ def _persistent_kernel(
     BLOCK_K: tl.constexpr,
     GROUP_M: tl.constexpr,
     PROGRAMS: tl.constexpr,
+    WARP_SPECIALIZE: tl.constexpr,
 ):
     """The engine's kernel with its tiles loaded and stored through TMA descriptors (one
-    program per SM stepping through the tiles)."""
+    program per SM stepping through the tiles); with WARP_SPECIALIZE, Triton's automatic
+    warp specialization (producer warps issue the loads, consumer warps multiply)."""
     tiles = tl.cdiv(rows, BLOCK_M) * (INTER // BLOCK_N)
-    for tile in tl.range(tl.program_id(0), tiles, PROGRAMS):
+    for tile in tl.range(tl.program_id(0), tiles, PROGRAMS, warp_specialize=WARP_SPECIALIZE):
         off_m, off_n = tile_origin(tile, rows, INTER, BLOCK_M, BLOCK_N, GROUP_M)
         gate = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
         up = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
@@ -74,7 +82,9 @@ def _persistent_kernel(
         o_desc.store([off_m, off_n], gated(gate, up, o_desc.dtype))
 
 
-def tma_launch(x: torch.Tensor, w: torch.Tensor, config: dict[str, int]) -> torch.Tensor:
+def tma_launch(
+    x: torch.Tensor, w: torch.Tensor, config: dict[str, int], ws: bool = False
+) -> torch.Tensor:
     from triton.tools.tensor_descriptor import TensorDescriptor
 
     rows = x.shape[0]
@@ -92,6 +102,7 @@ def tma_launch(x: torch.Tensor, w: torch.Tensor, config: dict[str, int]) -> torc
         INTER=INTER,
         HIDDEN=HIDDEN,
         PROGRAMS=programs,
+        WARP_SPECIALIZE=ws,
         **config,
     )
     return out
@@ -149,7 +160,7 @@ def main() -> int:
         want = compiled(x, w).float()
         variants: dict[str, Any] = {"baseline": lambda x=x, w=w: compiled(x, w)}
         diffs: dict[str, float] = {}
-        for c in CONFIGS:
+        for c in dict.fromkeys(CONFIGS + PERSISTENT):
             config = dict(zip(("BLOCK_M", "BLOCK_N", "BLOCK_K", "GROUP_M"), c[:4], strict=True))
             config.update(num_warps=c[4], num_stages=c[5])
             label = "/".join(map(str, c))
@@ -157,9 +168,10 @@ def main() -> int:
                 "ptr": gated_mlp._launch,  # persistent
                 "ptr_one_tile": lambda x, w, c: gated_mlp._launch(x, w, c, programs=2**30),
                 "tma_persistent": tma_launch,
+                "tma_ws": lambda x, w, c: tma_launch(x, w, c, ws=True),
             }
             for kind, launch in kinds.items():
-                if kind.startswith("tma") and c not in PERSISTENT:
+                if c not in (PERSISTENT if kind.startswith("tma") else CONFIGS):
                     continue
                 fn = lambda x=x, w=w, config=config, launch=launch: launch(x, w, config)  # noqa: E731
                 try:
