@@ -41,13 +41,18 @@ BLOCK_M = 32
 KEY_BLOCK = 32
 LAUNCH = {"num_warps": 4, "num_stages": 3}
 FINAL_BLOCK_M = 8  # the last layer reads one row per document: one small tile each
-# Batches of long documents step through keys 64 at a time. GPU time of one ~9216-row batch's
-# 28 layers on the H100, documents of 268 / 512 / 1024 / 2048 / 4062 tokens, 32 vs 64 keys:
-# 2.53 / 3.70 / 5.12 / 7.43 / 12.79 vs 2.83 / 3.98 / 5.03 / 6.78 / 11.00 ms (medians of seven
-# interleaved rounds, benchmarks/results/probes/attention_prefix_ab.json; 64-row tiles and 8
-# warps were slower at every length).
+# Batches of long documents step through keys 64 at a time, and each tile runs the key blocks
+# it sees whole unmasked, then its causal edge; short ones step through 32 at a time, all of a
+# tile's few blocks in one masked loop (one loop per key range before: its software pipeline
+# restarted at each range). GPU time of one ~9216-row batch's 28 layers on the H100, documents
+# of 268 / 512 / 1024 / 2048 / 4062 tokens, medians of seven interleaved rounds on one host:
+# before, 32 or 64 keys, whichever was faster: 2.83 / 3.69 / 5.12 / 6.78 / 10.95 ms; one
+# masked loop, 32 keys: 2.43 / 3.51 / 5.26 / 7.94 / 14.08; unmasked blocks then the edge, 64
+# keys: 2.79 / 3.42 / 4.68 / 6.51 / 10.90. Another host gave 2.45 -> 2.25 ms at 268 tokens
+# (benchmarks/results/probes/attention_key_loops_ab_run*.json; 64-row tiles, 8 warps and 2 or
+# 4 stages were slower at every length).
 LONG_KEY_BLOCK = 64
-LONG_DOCUMENTS = 1024  # tokens: a batch's mean document length, weighted by length
+LONG_DOCUMENTS = 512  # tokens: a batch's mean document length, weighted by length
 _FIELDS = 8
 
 try:  # Triton ships with CUDA builds of PyTorch; without it the engine keeps FlashAttention
@@ -124,8 +129,12 @@ if triton is not None:
         K,
         V,
         kv_head,
-        lo,
-        hi,
+        ctx0_start,
+        ctx0_end,
+        ctx1_start,
+        ctx1_end,
+        own,
+        own_end,
         key_row,
         stride_kt,
         stride_kh,
@@ -134,23 +143,39 @@ if triton is not None:
         scale_log2,
         HEAD_DIM: tl.constexpr,
         BLOCK_N: tl.constexpr,
-        MASK: tl.constexpr,
+        CAUSAL: tl.constexpr,
     ):
-        """Online softmax over keys ``[lo, hi)``; with MASK, a key beyond ``hi`` or after a
-        row's own key row (``key_row``) is hidden from that row."""
+        """Online softmax over the key blocks of both context ranges, then of the tile's own
+        keys ``[own, own_end)``, all in one loop, so that loads are pipelined across the
+        ranges. Keys past a range's end are hidden from every row; with CAUSAL, so is a key
+        after a row's own key row (``key_row``; context keys lie before ``own``, so this only
+        hides own keys). Without it, the hidden keys cost a per-key bias added with the scale
+        (one FMA) rather than a 2-D mask."""
         n = tl.arange(0, BLOCK_N)
         d = tl.arange(0, HEAD_DIM)
-        for start in range(lo, hi, BLOCK_N):
+        n0 = tl.cdiv(ctx0_end - ctx0_start, BLOCK_N)
+        n01 = n0 + tl.cdiv(ctx1_end - ctx1_start, BLOCK_N)
+        for b in range(0, n01 + tl.cdiv(own_end - own, BLOCK_N)):
+            in0 = b < n0
+            in1 = b < n01
+            start = tl.where(
+                in0,
+                ctx0_start + b * BLOCK_N,
+                tl.where(in1, ctx1_start + (b - n0) * BLOCK_N, own + (b - n01) * BLOCK_N),
+            )
             keys = start + n
+            inside = keys < tl.where(in0, ctx0_end, tl.where(in1, ctx1_end, own_end))
             k = tl.load(
                 K + keys[:, None] * stride_kt + kv_head * stride_kh + d[None, :],
-                mask=(keys < hi)[:, None],
+                mask=inside[:, None],
                 other=0.0,
             )
-            s = tl.dot(q, tl.trans(k)) * scale_log2
-            if MASK:
-                seen = (keys[None, :] < hi) & (keys[None, :] <= key_row[:, None])
-                s = tl.where(seen, s, float("-inf"))
+            if CAUSAL:
+                seen = inside[None, :] & (keys[None, :] <= key_row[:, None])
+                s = tl.where(seen, tl.dot(q, tl.trans(k)) * scale_log2, float("-inf"))
+            else:
+                bias = tl.where(inside, 0.0, float("-inf"))
+                s = tl.dot(q, tl.trans(k)) * scale_log2 + bias[None, :]
             m_new = tl.maximum(m_i, tl.max(s, 1))
             m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
             p = tl.math.exp2(s - m_safe[:, None])
@@ -158,7 +183,7 @@ if triton is not None:
             l_i = l_i * alpha + tl.sum(p, 1)
             v = tl.load(
                 V + keys[:, None] * stride_vt + kv_head * stride_vh + d[None, :],
-                mask=(keys < hi)[:, None],
+                mask=inside[:, None],
                 other=0.0,
             )
             acc = tl.dot(p.to(v.dtype), v, acc * alpha[:, None])
@@ -227,6 +252,7 @@ if triton is not None:
         BLOCK_M: tl.constexpr,
         BLOCK_N: tl.constexpr,
         ROPE_Q: tl.constexpr,
+        MASK_EVERY_BLOCK: tl.constexpr,
     ):
         tile = Tiles + tl.program_id(0) * 8
         kv_head = tl.program_id(1)
@@ -266,17 +292,10 @@ if triton is not None:
         m_i = tl.full([BLOCK_M * GROUP], float("-inf"), dtype=tl.float32)
         l_i = tl.zeros([BLOCK_M * GROUP], dtype=tl.float32)
         acc = tl.zeros([BLOCK_M * GROUP, HEAD_DIM], dtype=tl.float32)
-        # the context ranges, seen whole; then own keys: the blocks every row of the tile
-        # sees whole, then the causal edge
-        full_end = own + (diag + 1 - own) // BLOCK_N * BLOCK_N
+        ctx0_start, ctx0_end = tl.load(tile + 4), tl.load(tile + 5)
+        ctx1_start, ctx1_end = tl.load(tile + 6), tl.load(tile + 7)
         edge_end = diag + (q_end - q_start)
-        for step in tl.static_range(4):
-            if step < 2:
-                lo, hi = tl.load(tile + 4 + 2 * step), tl.load(tile + 5 + 2 * step)
-            elif step == 2:
-                lo, hi = own, full_end
-            else:
-                lo, hi = full_end, edge_end
+        if MASK_EVERY_BLOCK:  # short documents: few key blocks a tile, all in one loop
             acc, m_i, l_i = _attend(
                 acc,
                 m_i,
@@ -285,8 +304,12 @@ if triton is not None:
                 K,
                 V,
                 kv_head,
-                lo,
-                hi,
+                ctx0_start,
+                ctx0_end,
+                ctx1_start,
+                ctx1_end,
+                own,
+                edge_end,
                 key_row,
                 stride_kt,
                 stride_kh,
@@ -295,7 +318,57 @@ if triton is not None:
                 scale_log2,
                 HEAD_DIM,
                 BLOCK_N,
-                step != 2,
+                True,
+            )
+        else:  # the blocks every row of the tile sees whole, then the causal edge
+            full_end = own + (diag + 1 - own) // BLOCK_N * BLOCK_N
+            acc, m_i, l_i = _attend(
+                acc,
+                m_i,
+                l_i,
+                q,
+                K,
+                V,
+                kv_head,
+                ctx0_start,
+                ctx0_end,
+                ctx1_start,
+                ctx1_end,
+                own,
+                full_end,
+                key_row,
+                stride_kt,
+                stride_kh,
+                stride_vt,
+                stride_vh,
+                scale_log2,
+                HEAD_DIM,
+                BLOCK_N,
+                False,
+            )
+            acc, m_i, l_i = _attend(
+                acc,
+                m_i,
+                l_i,
+                q,
+                K,
+                V,
+                kv_head,
+                0,
+                0,
+                0,
+                0,
+                full_end,
+                edge_end,
+                key_row,
+                stride_kt,
+                stride_kh,
+                stride_vt,
+                stride_vh,
+                scale_log2,
+                HEAD_DIM,
+                BLOCK_N,
+                True,
             )
         out = acc / l_i[:, None]
         tl.store(
@@ -378,6 +451,7 @@ def _launch(
         BLOCK_M=block_m,
         BLOCK_N=block_n,
         ROPE_Q=rope,
+        MASK_EVERY_BLOCK=block_n < LONG_KEY_BLOCK,
         num_warps=LAUNCH["num_warps"],
         num_stages=LAUNCH["num_stages"],
     )
