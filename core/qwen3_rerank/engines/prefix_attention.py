@@ -128,7 +128,6 @@ if triton is not None:
         q,
         K,
         V,
-        kv_head,
         ctx0_start,
         ctx0_end,
         ctx1_start,
@@ -137,9 +136,7 @@ if triton is not None:
         own_end,
         key_row,
         stride_kt,
-        stride_kh,
         stride_vt,
-        stride_vh,
         scale_log2,
         HEAD_DIM: tl.constexpr,
         BLOCK_N: tl.constexpr,
@@ -150,7 +147,7 @@ if triton is not None:
         ranges. Keys past a range's end are hidden from every row; with CAUSAL, so is a key
         after a row's own key row (``key_row``; context keys lie before ``own``, so this only
         hides own keys). Without it, the hidden keys cost a per-key bias added with the scale
-        (one FMA) rather than a 2-D mask."""
+        (one FMA) rather than a 2-D mask. ``K`` and ``V`` point at the key/value head."""
         n = tl.arange(0, BLOCK_N)
         d = tl.arange(0, HEAD_DIM)
         n0 = tl.cdiv(ctx0_end - ctx0_start, BLOCK_N)
@@ -166,7 +163,7 @@ if triton is not None:
             keys = start + n
             inside = keys < tl.where(in0, ctx0_end, tl.where(in1, ctx1_end, own_end))
             k = tl.load(
-                K + keys[:, None] * stride_kt + kv_head * stride_kh + d[None, :],
+                K + keys[:, None] * stride_kt + d[None, :],
                 mask=inside[:, None],
                 other=0.0,
             )
@@ -182,7 +179,7 @@ if triton is not None:
             alpha = tl.math.exp2(m_i - m_safe)
             l_i = l_i * alpha + tl.sum(p, 1)
             v = tl.load(
-                V + keys[:, None] * stride_vt + kv_head * stride_vh + d[None, :],
+                V + keys[:, None] * stride_vt + d[None, :],
                 mask=inside[:, None],
                 other=0.0,
             )
@@ -295,76 +292,51 @@ if triton is not None:
         ctx0_start, ctx0_end = tl.load(tile + 4), tl.load(tile + 5)
         ctx1_start, ctx1_end = tl.load(tile + 6), tl.load(tile + 7)
         edge_end = diag + (q_end - q_start)
-        if MASK_EVERY_BLOCK:  # short documents: few key blocks a tile, all in one loop
+        K_head = K + kv_head * stride_kh
+        V_head = V + kv_head * stride_vh
+        # Short documents: a tile's few key blocks all in one masked loop. Long ones: the
+        # blocks every row of the tile sees whole, unmasked, then the causal edge.
+        own_end = edge_end
+        if not MASK_EVERY_BLOCK:
+            own_end = own + (diag + 1 - own) // BLOCK_N * BLOCK_N
+        acc, m_i, l_i = _attend(
+            acc,
+            m_i,
+            l_i,
+            q,
+            K_head,
+            V_head,
+            ctx0_start,
+            ctx0_end,
+            ctx1_start,
+            ctx1_end,
+            own,
+            own_end,
+            key_row,
+            stride_kt,
+            stride_vt,
+            scale_log2,
+            HEAD_DIM,
+            BLOCK_N,
+            MASK_EVERY_BLOCK,
+        )
+        if not MASK_EVERY_BLOCK:
             acc, m_i, l_i = _attend(
                 acc,
                 m_i,
                 l_i,
                 q,
-                K,
-                V,
-                kv_head,
-                ctx0_start,
-                ctx0_end,
-                ctx1_start,
-                ctx1_end,
-                own,
+                K_head,
+                V_head,
+                0,
+                0,
+                0,
+                0,
+                own_end,
                 edge_end,
                 key_row,
                 stride_kt,
-                stride_kh,
                 stride_vt,
-                stride_vh,
-                scale_log2,
-                HEAD_DIM,
-                BLOCK_N,
-                True,
-            )
-        else:  # the blocks every row of the tile sees whole, then the causal edge
-            full_end = own + (diag + 1 - own) // BLOCK_N * BLOCK_N
-            acc, m_i, l_i = _attend(
-                acc,
-                m_i,
-                l_i,
-                q,
-                K,
-                V,
-                kv_head,
-                ctx0_start,
-                ctx0_end,
-                ctx1_start,
-                ctx1_end,
-                own,
-                full_end,
-                key_row,
-                stride_kt,
-                stride_kh,
-                stride_vt,
-                stride_vh,
-                scale_log2,
-                HEAD_DIM,
-                BLOCK_N,
-                False,
-            )
-            acc, m_i, l_i = _attend(
-                acc,
-                m_i,
-                l_i,
-                q,
-                K,
-                V,
-                kv_head,
-                0,
-                0,
-                0,
-                0,
-                full_end,
-                edge_end,
-                key_row,
-                stride_kt,
-                stride_kh,
-                stride_vt,
-                stride_vh,
                 scale_log2,
                 HEAD_DIM,
                 BLOCK_N,
