@@ -112,7 +112,9 @@ def final_tile_table(
 def key_block(lengths: np.ndarray[Any, Any]) -> int:
     """Keys per step for a batch of documents of these lengths: :data:`LONG_KEY_BLOCK` when
     they are long, else :data:`KEY_BLOCK`. Long: their mean length, each weighted by its own
-    length (as the attention work grows with it), is at least :data:`LONG_DOCUMENTS`."""
+    length (as the attention work grows with it), is at least :data:`LONG_DOCUMENTS`. The
+    key block also sets the kernel's loop: every block masked with :data:`KEY_BLOCK`, the
+    whole blocks unmasked with :data:`LONG_KEY_BLOCK`."""
     n = lengths.astype(np.float64)
     weighted = float((n * n).sum() / n.sum()) if n.sum() > 0 else 0.0
     return LONG_KEY_BLOCK if weighted >= LONG_DOCUMENTS else KEY_BLOCK
