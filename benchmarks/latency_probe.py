@@ -8,11 +8,11 @@ the wall time of ``Reranker.rerank``; the CPU time of tokenising it; the GPU tim
 and how much of the wall time the GPU had work at all; and, on the same packed shapes, the 28
 layers' matmuls alone in bf16 (cuBLAS) and in FP8 with row-wise scales
 (``torch._scaled_mm``), and the attention kernel alone. The matmuls alone are a floor no bf16
-engine of this model goes under. A timeline of two queries shows when each piece was
-tokenized, each batch launched and run on the GPU, and each batch's scores waited
-for. Where the engine runs the MLP's gate in one kernel (``gated_mlp``), the same queries are
-also timed, in alternating rounds, with cuBLAS and inductor's kernel instead, and their GPU
-work profiled. Writes OUT/latency_probe.json.
+engine of this model goes under. A timeline of three queries (two fresh, then the first
+again) shows when each piece was tokenized, each batch launched and run on the GPU, and each
+batch's scores waited for. Without ``--quick``, where the engine runs the MLP's gate in one
+kernel (``gated_mlp``), the same queries are also timed, in alternating rounds, with cuBLAS
+and inductor's kernel instead, and their GPU work profiled. Writes OUT/latency_probe.json.
 """
 
 from __future__ import annotations
@@ -61,27 +61,45 @@ def best_ms(fn: Any, reps: int = 5) -> float:
     return best
 
 
-def kernel_ms(fn: Any, top: int = 10) -> tuple[dict[str, float], list[dict[str, Any]]]:
-    """GPU time of one ``fn()`` by kernel kind, and its ``top`` costliest kernels."""
+def kernel_ms(fn: Any, top: int = 10, per: int = 1) -> dict[str, Any]:
+    """GPU work of ``fn()``, divided by ``per`` (e.g. the queries it runs): the wall time, the
+    time the GPU had any kernel or copy running (the union of their spans), the time by kernel
+    kind and the ``top`` costliest kernels."""
     import torch
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
 
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        torch.cuda.synchronize()
+        t = time.perf_counter()
         fn()
         torch.cuda.synchronize()
+        wall_ms = (time.perf_counter() - t) * 1000
+    spans = [
+        (e.time_range.start, e.time_range.end, e.name)
+        for e in prof.events()
+        if e.device_type == DeviceType.CUDA
+    ]
     by_kind: dict[str, float] = defaultdict(float)
     by_name: dict[str, list[float]] = defaultdict(lambda: [0.0, 0])
-    for event in prof.events():
-        if event.device_type.name != "CUDA":
-            continue
-        ms = event.device_time / 1000
-        by_kind[kind_of(event.name)] += ms
-        by_name[event.name][0] += ms
-        by_name[event.name][1] += 1
+    for start, end, name in spans:
+        by_kind[kind_of(name)] += (end - start) / 1000 / per
+        by_name[name][0] += (end - start) / 1000 / per
+        by_name[name][1] += 1 / per
+    busy, reach = 0.0, float("-inf")
+    for start, end, _ in sorted(spans):
+        busy += max(0.0, end - max(start, reach))
+        reach = max(reach, end)
     costliest = sorted(by_name.items(), key=lambda kv: -kv[1][0])[:top]
-    return (
-        {k: round(v, 2) for k, v in by_kind.items()},
-        [{"ms": round(v[0], 3), "calls": v[1], "name": k[:120]} for k, v in costliest],
-    )
+    return {
+        "wall_ms": round(wall_ms / per, 2),
+        "busy_ms": round(busy / 1000 / per, 2),
+        "by_kind": {k: round(v, 2) for k, v in sorted(by_kind.items())},
+        "total_ms": round(sum(by_kind.values()), 2),
+        "top": [
+            {"ms": round(ms, 3), "calls": round(n), "name": k[:120]} for k, (ms, n) in costliest
+        ],
+    }
 
 
 def timeline(reranker: Any, query: str, docs: list[str]) -> list[dict[str, Any]]:
@@ -159,7 +177,6 @@ def main() -> int:
 
     import torch
     import torch._inductor.config
-    from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile
     from transformers import AutoTokenizer
 
@@ -251,39 +268,14 @@ def main() -> int:
 
     def profiled(top: int = 25) -> dict[str, Any]:
         """GPU work of three queries, per query: busy time, by kind, the top kernels."""
-        reps = 3
-        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
-            torch.cuda.synchronize()
-            t = time.perf_counter()
-            for q, docs in one[11 : 11 + reps]:
-                reranker.rerank(q, docs)
-            torch.cuda.synchronize()
-            profiled_ms = (time.perf_counter() - t) * 1000
-        # GPU-side events only (kernels, copies): CPU ops would count their kernels twice.
-        spans = [
-            (e.time_range.start, e.time_range.end, e.name)
-            for e in prof.events()
-            if e.device_type == DeviceType.CUDA
-        ]
-        by_kind: dict[str, float] = defaultdict(float)
-        by_name: dict[str, list[float]] = defaultdict(lambda: [0.0, 0])
-        for start, end, name in spans:
-            by_kind[kind_of(name)] += (end - start) / 1000 / reps
-            by_name[name][0] += (end - start) / 1000 / reps
-            by_name[name][1] += 1 / reps
-        busy, reach = 0.0, float("-inf")  # union of the intervals: time the GPU had work
-        for start, end, _ in sorted(spans):
-            busy += max(0.0, end - max(start, reach))
-            reach = max(reach, end)
+        queries = one[11:14]
+        work = kernel_ms(lambda: [reranker.rerank(q, docs) for q, docs in queries], top, 3)
         return {
-            "profiled_wall_ms_per_query": round(profiled_ms / reps, 2),
-            "gpu_busy_ms_per_query": round(busy / 1000 / reps, 2),
-            "kernel_ms_by_kind": {k: round(v, 2) for k, v in sorted(by_kind.items())},
-            "kernel_ms_total": round(sum(by_kind.values()), 2),
-            "top_kernels": [
-                {"ms": round(ms, 3), "calls": round(n), "name": name[:120]}
-                for name, (ms, n) in sorted(by_name.items(), key=lambda kv: -kv[1][0])[:top]
-            ],
+            "profiled_wall_ms_per_query": work["wall_ms"],
+            "gpu_busy_ms_per_query": work["busy_ms"],
+            "kernel_ms_by_kind": work["by_kind"],
+            "kernel_ms_total": work["total_ms"],
+            "top_kernels": work["top"],
         }
 
     result.update(profiled())

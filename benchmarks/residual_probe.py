@@ -68,7 +68,7 @@ def main() -> int:
         torch._dynamo.reset()
         compiled = torch.compile(layers_fn)
         ms = best_ms(lambda c=compiled: c(x0), reps=10)
-        _, costliest = kernel_ms(lambda c=compiled: c(x0), top=1000)
+        costliest = kernel_ms(lambda c=compiled: c(x0), top=1000)["top"]
         result[name] = {
             "ms_per_call": round(ms, 3),
             "kernels": {k["name"]: [k["ms"], k["calls"]] for k in costliest},

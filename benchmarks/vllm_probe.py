@@ -92,14 +92,14 @@ def main() -> int:
             tokenizer(text=q, text_pair=doc)
         tokenize_ms = (time.perf_counter() - t) * 1000
         q, d = work[6][name].items()[0]  # unseen: vLLM's prefix cache would skip a repeat
-        by_kind, top = kernel_ms(lambda q=q, d=d: runner.per_query(q, d))
+        work = kernel_ms(lambda q=q, d=d: runner.per_query(q, d))
         result[name] = {
             "wall_ms": [round(x, 1) for x in walls],
             "wall_ms_p50": round(statistics.median(walls), 1),
             "tokenize_pairs_ms": round(tokenize_ms, 1),
-            "gpu_ms_by_kind": by_kind,
-            "gpu_ms_total": round(sum(by_kind.values()), 2),
-            "top_kernels": top,
+            "gpu_ms_by_kind": work["by_kind"],
+            "gpu_ms_total": work["total_ms"],
+            "top_kernels": work["top"],
         }
         print(json.dumps({name: result[name]}, indent=1), flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
