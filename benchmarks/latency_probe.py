@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -64,7 +65,8 @@ def best_ms(fn: Any, reps: int = 5) -> float:
 def kernel_ms(fn: Any, top: int = 10, per: int = 1) -> dict[str, Any]:
     """GPU work of ``fn()``, divided by ``per`` (e.g. the queries it runs): the wall time, the
     time the GPU had any kernel or copy running (the union of their spans), the time by kernel
-    kind and the ``top`` costliest kernels."""
+    kind, the ``top`` costliest kernels and the number of memsets (in a CUDA graph, each also
+    costs a gap of a few microseconds)."""
     import torch
     from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile
@@ -96,6 +98,7 @@ def kernel_ms(fn: Any, top: int = 10, per: int = 1) -> dict[str, Any]:
         "busy_ms": round(busy / 1000 / per, 2),
         "by_kind": {k: round(v, 2) for k, v in sorted(by_kind.items())},
         "total_ms": round(sum(by_kind.values()), 2),
+        "memsets": round(sum(1 for *_, name in spans if "memset" in name.lower()) / per, 1),
         "top": [
             {"ms": round(ms, 3), "calls": round(n), "name": k[:120]} for k, (ms, n) in costliest
         ],
@@ -203,6 +206,7 @@ def main() -> int:
         "attention": engine.attention,
         "workload": args.workload,
         "quantization": args.quantization,
+        "cublas_workspace_config": os.environ.get("CUBLAS_WORKSPACE_CONFIG"),
     }
     for _ in range(3):
         reranker.rerank(*one[0])  # warm-up and compile
@@ -275,6 +279,7 @@ def main() -> int:
             "gpu_busy_ms_per_query": work["busy_ms"],
             "kernel_ms_by_kind": work["by_kind"],
             "kernel_ms_total": work["total_ms"],
+            "memsets_per_query": work["memsets"],
             "top_kernels": work["top"],
         }
 

@@ -228,3 +228,49 @@ def test_residual_adds_stay_out_of_addmm() -> None:
     assert "mm(" in source
     assert "addmm" not in source
     torch.testing.assert_close(out, packed._post_attention(*args), rtol=0, atol=0.05)
+
+
+def test_moved_pads_each_tensor_and_keeps_its_dtype() -> None:
+    """The graphed path's inputs: zero rows appended up to the graph's sizes, one copy per
+    dtype, int32 tile tables staying int32 for the kernel."""
+    device = torch.device("cuda" if CUDA else "cpu")
+    tokens = torch.tensor([5, 6, 7], dtype=torch.int64)
+    tiles = torch.arange(16, dtype=torch.int32).reshape(2, 8)
+    last = torch.tensor([2], dtype=torch.int64)
+    got = packed.moved((tokens, tiles, last), device, (8, 4, 2))
+    assert [t.device.type for t in got] == [device.type] * 3
+    assert [t.dtype for t in got] == [torch.int64, torch.int32, torch.int64]
+    assert got[0].tolist() == [5, 6, 7, 0, 0, 0, 0, 0]
+    assert got[1].tolist() == tiles.tolist() + [[0] * 8] * 2
+    assert got[2].tolist() == [2, 0]
+    assert [t.tolist() for t in packed.moved((tokens, tiles), device)] == [
+        tokens.tolist(),
+        tiles.tolist(),
+    ]
+    with pytest.raises(ValueError, match="pad"):
+        packed.moved((tokens,), device, (2,))
+
+
+def test_rope_tables_are_transformers_rotary_embedding_and_bound_positions() -> None:
+    """The engine gathers cos/sin from tables made once; they are the model's own rotary
+    embedding, and a batch reaching past them is refused instead of reading out of bounds."""
+    from transformers import Qwen3Config, Qwen3Model
+
+    config = Qwen3Config(
+        vocab_size=64,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=8,
+    )
+    body = Qwen3Model(config).eval()
+    model = packed.PackedQwen3(body, torch.zeros(32), 0.0, torch.device("cpu"), max_positions=40)
+    x = torch.zeros(1, 40, 32)
+    cos, sin = body.rotary_emb(x, torch.arange(40)[None])
+    assert torch.equal(model.rope[0], cos[0])
+    assert torch.equal(model.rope[1], sin[0])
+    model.score(pack([[1] * 4], [(0, [2] * 36)]))  # positions 0-39
+    with pytest.raises(ValueError, match="max_positions"):
+        model.score(pack([[1] * 4], [(0, [2] * 37)]))

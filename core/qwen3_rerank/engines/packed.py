@@ -24,6 +24,8 @@ path up to float noise.
 from __future__ import annotations
 
 import dataclasses
+import itertools
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -106,40 +108,68 @@ class PackedBatch:
         return self.groups
 
     def to(self, device: torch.device) -> PackedBatch:
-        """The batch on ``device``, in one copy from pinned host memory (six small copies from
-        pageable memory before; a pageable copy may wait for the GPU's queued work)."""
+        """The batch on ``device``, copied from pinned host memory (:func:`moved`)."""
         if device.type == "cpu":
             return self
-        parts = (
-            self.tokens,
-            self.positions,
-            self.key_index,
-            self.cu_q,
-            self.cu_k,
-            self.last,
-            self.tiles,
-            self.final_tiles,
+        tokens, positions, key_index, cu_q, cu_k, last, tiles, final_tiles = moved(
+            (
+                self.tokens,
+                self.positions,
+                self.key_index,
+                self.cu_q,
+                self.cu_k,
+                self.last,
+                self.tiles,
+                self.final_tiles,
+            ),
+            device,
         )
-        host = torch.cat([p.long().flatten() for p in parts])
-        if device.type == "cuda":
-            host = host.pin_memory()
-        flat, start, moved = host.to(device, non_blocking=True), 0, []
-        for p in parts:
-            moved.append(flat[start : start + p.numel()].view(p.shape))
-            start += p.numel()
-        tokens, positions, key_index, cu_q, cu_k, last, tiles, final_tiles = moved
         return dataclasses.replace(
             self,
             tokens=tokens,
             positions=positions,
             key_index=key_index,
-            cu_q=cu_q.int(),
-            cu_k=cu_k.int(),
+            cu_q=cu_q,
+            cu_k=cu_k,
             last=last,
-            tiles=tiles.int(),
-            final_tiles=final_tiles.int(),
+            tiles=tiles,
+            final_tiles=final_tiles,
             groups=None,
         )
+
+
+def moved(
+    parts: Sequence[torch.Tensor], device: torch.device, rows: Sequence[int] | None = None
+) -> list[torch.Tensor]:
+    """Host tensors on ``device``, each padded with zero rows up to ``rows`` (default: as they
+    are), in one copy per dtype from pinned memory.
+
+    Why this way: pageable copies may wait for the GPU's queued work; one small copy per
+    tensor, and padding or casting them on the GPU, cost a launch each (CUDA graphs need their
+    inputs padded to fixed sizes). numpy fills the pinned buffer on this thread: ``torch.cat``
+    then ``pin_memory()`` copied with PyTorch's CPU thread pool once a batch passed 32768
+    values, and on the H100 hosts that copy took 0.13-0.16 ms of a 9159-row batch's launch but
+    at times 1.7-5.4 ms (benchmarks/results/probes/launch_probe_before_inputs.json)."""
+    rows = [p.shape[0] for p in parts] if rows is None else rows
+    if any(n < p.shape[0] for n, p in zip(rows, parts, strict=True)):
+        raise ValueError(f"cannot pad {[p.shape[0] for p in parts]} rows down to {rows}")
+    out: list[torch.Tensor] = list(parts)
+    for dtype in dict.fromkeys(p.dtype for p in parts):
+        chosen = [i for i, p in enumerate(parts) if p.dtype == dtype]
+        shapes = [(rows[i], *parts[i].shape[1:]) for i in chosen]
+        sizes = [math.prod(shape) for shape in shapes]
+        host = torch.empty(sum(sizes), dtype=dtype, pin_memory=device.type == "cuda")
+        filled, start = host.numpy(), 0
+        for i, size in zip(chosen, sizes, strict=True):
+            n = parts[i].numel()
+            filled[start : start + n] = parts[i].numpy().ravel()
+            filled[start + n : start + size] = 0
+            start += size
+        flat, start = host.to(device, non_blocking=True), 0
+        for i, size, shape in zip(chosen, sizes, shapes, strict=True):
+            out[i] = flat[start : start + size].view(shape)
+            start += size
+    return out
 
 
 def pack(
@@ -164,8 +194,8 @@ def pack(
     d_query = np.array([q for q, _ in documents], dtype=np.int64)
     p_start = h + np.concatenate(([0], np.cumsum(p_len)[:-1]))
     d_start = h + p_len.sum() + np.concatenate(([0], np.cumsum(d_len)[:-1]))
-    tokens = np.fromiter(
-        (t for seq in (head, *prefixes, *(d for _, d in documents)) for t in seq),
+    tokens = np.fromiter(  # chain: no Python frame per token (half the time)
+        itertools.chain(head, *prefixes, *(d for _, d in documents)),
         dtype=np.int64,
         count=int(h + p_len.sum() + d_len.sum()),
     )
@@ -219,6 +249,21 @@ def _rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor
     h = x.float()
     h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + eps)
     return weight * h.to(x.dtype)
+
+
+def _rope_tables(
+    positions: torch.Tensor, inv_freq: torch.Tensor, scaling: float, dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin ``[T, head_dim]`` at each position, as transformers' rotary embedding makes
+    them (fp32 angles, scaled, then rounded to ``dtype``).
+
+    Made once for every position and gathered by row. Computed eagerly per batch, they cost
+    ~8 launches; computed in the compiled graph, inductor recomputed cos/sin in every layer's
+    k-norm + RoPE kernel: 2.0 -> 4.1 ms a query on the H100
+    (benchmarks/results/probes/latency_probe_rope_in_graph.json)."""
+    freqs = positions.float()[:, None] * inv_freq[None, :]
+    angles = torch.cat((freqs, freqs), dim=-1)
+    return (angles.cos() * scaling).to(dtype), (angles.sin() * scaling).to(dtype)
 
 
 def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -341,12 +386,12 @@ def _compile_for_tokens(
 
 def _all_layers(
     x: torch.Tensor,
-    cos: torch.Tensor,
-    sin: torch.Tensor,
+    positions: torch.Tensor,
     last: torch.Tensor,
     main: tuple[Any, ...],
     final: tuple[Any, ...],
     layers: list[tuple[Any, ...]],
+    rope: tuple[torch.Tensor, torch.Tensor],
     shape: tuple[int, int, int, float, float],
     attend: Callable[..., torch.Tensor],
     q_in_kernel: bool,
@@ -366,6 +411,7 @@ def _all_layers(
     (benchmarks/results/probes/latency_probe*.json). Elsewhere it runs as it is, with ``pre``
     and ``post`` (compiled piece by piece or not)."""
     heads, kv_heads, head_dim, eps, scale = shape
+    cos, sin = rope[0][positions], rope[1][positions]
     for i, (ln1, qkv_w, qn, kn, o_w, ln2, gu_w, d_w) in enumerate(layers):
         q, k, v = pre(
             x, cos, sin, ln1, qkv_w, qn, kn, heads, kv_heads, head_dim, eps, not q_in_kernel
@@ -373,8 +419,8 @@ def _all_layers(
         args = main
         if i == len(layers) - 1:  # only each document's last token is read after it
             q, x, args = q[last], x[last], final
-        rope = (qn, cos, sin, eps) if q_in_kernel else ()
-        x = post(x, attend(q, k, v, scale, *args, *rope), o_w, ln2, gu_w, d_w, eps, gate)
+        q_rope = (qn, cos, sin, eps) if q_in_kernel else ()
+        x = post(x, attend(q, k, v, scale, *args, *q_rope), o_w, ln2, gu_w, d_w, eps, gate)
     return x
 
 
@@ -600,6 +646,8 @@ class PackedQwen3:
         fp8: Hold the projection weights in FP8 with per-row scales and run those matmuls in
             FP8 with per-token activation scales (``torch._scaled_mm``): half the weight
             memory, faster matmuls on Hopper GPUs, scores a little less exact. Needs bf16.
+        max_positions: Positions the RoPE tables cover (default: the model's
+            ``max_position_embeddings``; the engine passes its ``max_length``).
     """
 
     def __init__(
@@ -613,6 +661,7 @@ class PackedQwen3:
         cuda_graphs: bool = False,
         embed_on_cpu: bool = False,
         fp8: bool = False,
+        max_positions: int | None = None,
     ) -> None:
         config = body.config
         self.device = device
@@ -654,8 +703,12 @@ class PackedQwen3:
             )
         self.norm = put(body.norm.weight)
         rotary = body.rotary_emb
-        self.inv_freq = rotary.inv_freq.detach().float().to(device)
-        self.rope_scaling = float(getattr(rotary, "attention_scaling", 1.0))
+        self.rope = _rope_tables(
+            torch.arange(max_positions or int(config.max_position_embeddings), device=device),
+            rotary.inv_freq.detach().float().to(device),
+            float(getattr(rotary, "attention_scaling", 1.0)),
+            self.dtype,
+        )
         self.direction = direction.to(device)
         self.offset = offset
         self.attention: Attention = attention_grouped
@@ -666,16 +719,17 @@ class PackedQwen3:
         if compile:
             self._pre = _compile_for_tokens(_pre_attention, token_args=3)
             self._post = _compile_for_tokens(_post_attention, token_args=2)
-            self._all_layers = _compile_for_tokens(_all_layers, token_args=6)
+            self._all_layers = _compile_for_tokens(_all_layers, token_args=5)
         self._graphed: Callable[..., torch.Tensor] | None = None
         # Batches of more rows run without graphs (the engine sets it to its memory-sized
         # budget: a graph's memory stays reserved in its pool, and a larger batch, of a
         # user-set budget, runs long enough on the GPU to hide its launch).
         self.max_graph_rows = 2**62
         if compile and cuda_graphs and device.type == "cuda":
-            for t in self._layer_tensors():  # weights: inputs the graphs read in place, never copy
+            # weights and RoPE tables: inputs the graphs read in place, never copy
+            for t in (*self._layer_tensors(), *self.rope):
                 torch._dynamo.mark_static_address(t)
-            self._graphed = _compile_for_tokens(_all_layers, token_args=6, mode="reduce-overhead")
+            self._graphed = _compile_for_tokens(_all_layers, token_args=5, mode="reduce-overhead")
 
     def _layer_tensors(self) -> list[torch.Tensor]:
         """Every tensor of the decoder layers (an FP8 weight is two: values and scales)."""
@@ -685,14 +739,15 @@ class PackedQwen3:
 
     @property
     def replays_graphs(self) -> bool:
-        """Whether batches replay CUDA graphs: ``score`` then costs the CPU ~2.5-6 ms a batch
-        (packing and the eager steps included) instead of ~8 ms for the launch alone."""
+        """Whether batches replay CUDA graphs: ``score`` then costs the CPU ~2-3.5 ms a batch
+        (benchmarks/results/probes/launch_probe_inputs.json) instead of ~8 ms for the launch
+        alone."""
         return self._graphed is not None and self.attention is attention_prefix
 
     @property
     def weight_bytes(self) -> int:
         """Bytes of weights held on the device."""
-        tensors = [self.norm, *self._layer_tensors()]
+        tensors = [self.norm, *self.rope, *self._layer_tensors()]
         if not self.embed_on_host:
             tensors.append(self.embed)
         return int(sum(t.numel() * t.element_size() for t in tensors))
@@ -770,77 +825,102 @@ class PackedQwen3:
         ):
             self.gate = gated_mlp
 
+    def _embedded(self, host_tokens: torch.Tensor, tokens: torch.Tensor, rows: int) -> torch.Tensor:
+        """The embedding rows of a batch's tokens, ``rows`` of them (padding rows: zeros when
+        the rows are gathered on the host, else the embedding of the padding token 0)."""
+        if self.embed_on_host:  # gather the rows on the CPU, copy only those
+            x = self.embed[host_tokens].pin_memory().to(self.device, non_blocking=True)
+            return _pad(x, rows)
+        return self.embed[tokens]
+
     @torch.inference_mode()
     def score(self, batch: PackedBatch) -> torch.Tensor:
         """fp32 P(yes) of each document of a packed batch built on the CPU by :func:`pack`."""
-        host_tokens = batch.tokens
-        batch = batch.to(self.device)
-        # CUDA graphs have fixed shapes: rows, tiles and documents are padded up to a few
-        # sizes (padding rows and tiles compute nothing that is read).
-        graphed = self.replays_graphs and len(host_tokens) <= self.max_graph_rows
-        rows = _bucket(len(host_tokens), _ROW_SIZES) if graphed else len(host_tokens)
-        if self.embed_on_host:  # gather the rows on the CPU, copy only those
-            x = self.embed[host_tokens].pin_memory().to(self.device, non_blocking=True)
-            x = _pad(x, rows)
-        else:
-            x = self.embed[_pad(batch.tokens, rows)]
-        freqs = _pad(batch.positions, rows).float()[:, None] * self.inv_freq[None, :]
-        angles = torch.cat((freqs, freqs), dim=-1)
-        cos = (angles.cos() * self.rope_scaling).to(self.dtype)
-        sin = (angles.sin() * self.rope_scaling).to(self.dtype)
-        final = batch.final()
+        n = len(batch.last)
         kernel = _KERNELS.get(self.attention)
         shape = (self.heads, self.kv_heads, self.head_dim, self.eps, self.scale)
-        compiled = self._graphed if graphed else self._all_layers
-        if compiled is not None and kernel is not None:
+        if len(batch.positions) and int(batch.positions.max()) >= len(self.rope[0]):
+            raise ValueError(
+                f"position {int(batch.positions.max())} is past the RoPE tables' "
+                f"{len(self.rope[0])}: raise max_positions"
+            )
+        graphs = self._graphed
+        if (
+            graphs is not None
+            and self.replays_graphs
+            and len(batch.tokens) <= self.max_graph_rows
+            and kernel is not None
+        ):
+            # CUDA graphs have fixed shapes: rows, tiles and documents are padded on the host
+            # up to a few sizes (padding rows and tiles compute nothing that is read) and
+            # copied in one go, so that little but the replay is launched.
             attend, args, q_in_kernel = kernel
-            n = len(batch.last)
-            last, main, ends = batch.last, args(batch), args(final)
-            if graphed:  # the prefix kernel's arguments, padded to the graph's shapes
-                docs = _bucket(n)
-                last = _pad(last, docs)
-                main = (_pad(batch.tiles, _bucket(len(batch.tiles))), *main[1:])
-                ends = (_pad(final.tiles, docs), *ends[1:])
+            rows, docs = _bucket(len(batch.tokens), _ROW_SIZES), _bucket(n)
+            tokens, positions, last, tiles, final_tiles = moved(
+                (batch.tokens, batch.positions, batch.last, batch.tiles, batch.final_tiles),
+                self.device,
+                (rows, rows, docs, _bucket(len(batch.tiles)), docs),
+            )
+            main = (tiles, *args(batch)[1:])
+            ends = (final_tiles, *args(batch.final())[1:])
+            x = self._embedded(batch.tokens, tokens, rows)
             try:
-                x = compiled(
+                x = graphs(
                     x,
-                    cos,
-                    sin,
+                    positions,
                     last,
                     main,
                     ends,
                     self.layers,
+                    self.rope,
                     shape,
                     attend,
                     q_in_kernel,
                     self.gate,
                 )[:n]
             except torch.OutOfMemoryError:
-                if graphed:
-                    # Out of memory while recording a graph leaves cudagraph trees' state
-                    # broken (later recordings, of any engine in the process, fail an
-                    # assertion): start the trees afresh and go on without graphs; the
-                    # caller retries smaller.
-                    self._graphed = None
-                    from torch._inductor.cudagraph_trees import reset_cudagraph_trees
+                # Out of memory while recording a graph leaves cudagraph trees' state broken
+                # (later recordings, of any engine in the process, fail an assertion): start
+                # the trees afresh and go on without graphs; the caller retries smaller.
+                self._graphed = None
+                from torch._inductor.cudagraph_trees import reset_cudagraph_trees
 
-                    reset_cudagraph_trees()
+                reset_cudagraph_trees()
                 raise
         else:
-            x = _all_layers(
-                x,
-                cos,
-                sin,
-                batch.last,
-                (self.attention, batch),
-                (self.attention, final),
-                self.layers,
-                shape,
-                _attention_call,
-                False,
-                self.gate,
-                self._pre,
-                self._post,
-            )
+            on_device = batch.to(self.device)
+            x = self._embedded(batch.tokens, on_device.tokens, len(batch.tokens))
+            final = on_device.final()
+            if self._all_layers is not None and kernel is not None:
+                attend, args, q_in_kernel = kernel
+                x = self._all_layers(
+                    x,
+                    on_device.positions,
+                    on_device.last,
+                    args(on_device),
+                    args(final),
+                    self.layers,
+                    self.rope,
+                    shape,
+                    attend,
+                    q_in_kernel,
+                    self.gate,
+                )
+            else:
+                x = _all_layers(
+                    x,
+                    on_device.positions,
+                    on_device.last,
+                    (self.attention, on_device),
+                    (self.attention, final),
+                    self.layers,
+                    self.rope,
+                    shape,
+                    _attention_call,
+                    False,
+                    self.gate,
+                    self._pre,
+                    self._post,
+                )
         last = _rms_norm(x, self.norm, self.eps)  # the last layer kept only these rows
         return torch.sigmoid(last.float() @ self.direction + self.offset)

@@ -235,6 +235,7 @@ class TorchEngine(ThreadedEngine):
                 cuda_graphs=memory_cap is None,
                 embed_on_cpu=memory_cap is not None,
                 fp8=quantization == "fp8",
+                max_positions=self.max_length,
             )
             self._packed.choose_attention()
             self._packed.choose_gate()
@@ -346,7 +347,7 @@ class TorchEngine(ThreadedEngine):
 
         Requests are tokenized in pieces, so the GPU starts on the first batch while the rest
         is tokenized: tokenizing one 100-document query took 6-16 ms on the H100 hosts. When
-        batches replay CUDA graphs, ``score`` costs the CPU ~2.5-6 ms a batch, so the pieces are
+        batches replay CUDA graphs, ``score`` costs the CPU ~2-3.5 ms a batch, so the pieces are
         tokenized here between launches: a first piece of about half the budget, which is
         launched as the first batch at once, then a batch's worth at a time (smaller pieces
         cost ~1.5 ms of tokenizer call each). One query then took 62.4 ms against 69.2 with
