@@ -256,18 +256,15 @@ def test_rope_tables_are_transformers_rotary_embedding_and_bound_positions() -> 
     embedding, and a batch reaching past them is refused instead of reading out of bounds."""
     from transformers import Qwen3Config, Qwen3Model
 
-    config = Qwen3Config(
-        vocab_size=64,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=1,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        head_dim=8,
-    )
+    from qwen3_rerank.random_model import SIZES
+
+    config = Qwen3Config(vocab_size=64, **SIZES["tiny"])
     body = Qwen3Model(config).eval()
-    model = packed.PackedQwen3(body, torch.zeros(32), 0.0, torch.device("cpu"), max_positions=40)
-    x = torch.zeros(1, 40, 32)
+    hidden = config.hidden_size
+    model = packed.PackedQwen3(
+        body, torch.zeros(hidden), 0.0, torch.device("cpu"), max_positions=40
+    )
+    x = torch.zeros(1, 40, hidden)
     cos, sin = body.rotary_emb(x, torch.arange(40)[None])
     assert torch.equal(model.rope[0], cos[0])
     assert torch.equal(model.rope[1], sin[0])
