@@ -403,7 +403,8 @@ def _all_layers(
     ``_KERNELS``; with ``q_in_kernel`` it also gets the layer's q-norm weight, cos, sin and
     eps, and applies them to the raw q) and ``gate`` as the MLP's gated half. The last layer
     runs its queries, output projection and MLP on each document's last token only
-    (``PackedBatch.final``, whose kernel arguments are ``final``); returns those rows.
+    (``PackedBatch.final``, whose kernel arguments are ``final``); returns those rows. Each
+    row's cos/sin are gathered at its position from ``rope`` (:func:`_rope_tables`).
 
     On CUDA it is compiled as one graph. Why: compiled piece by piece, launching one 8k-token
     batch took 18 ms of CPU for 21 ms of GPU work on the H100, so the GPU waited on Python
