@@ -838,35 +838,54 @@ class PackedQwen3:
     def score(self, batch: PackedBatch) -> torch.Tensor:
         """fp32 P(yes) of each document of a packed batch built on the CPU by :func:`pack`."""
         n = len(batch.last)
+        if batch.max_k > len(self.rope[0]):  # the longest sequence's keys: its last position + 1
+            raise ValueError(
+                f"position {batch.max_k - 1} is past the RoPE tables' {len(self.rope[0])}: "
+                "raise max_positions"
+            )
         kernel = _KERNELS.get(self.attention)
         shape = (self.heads, self.kv_heads, self.head_dim, self.eps, self.scale)
-        if len(batch.positions) and int(batch.positions.max()) >= len(self.rope[0]):
-            raise ValueError(
-                f"position {int(batch.positions.max())} is past the RoPE tables' "
-                f"{len(self.rope[0])}: raise max_positions"
+        graphed = self.replays_graphs and len(batch.tokens) <= self.max_graph_rows
+        compiled = self._graphed if graphed else self._all_layers
+        if compiled is None or kernel is None:  # layer by layer, any attention
+            on_device = batch.to(self.device)
+            x = _all_layers(
+                self._embedded(batch.tokens, on_device.tokens, len(batch.tokens)),
+                on_device.positions,
+                on_device.last,
+                (self.attention, on_device),
+                (self.attention, on_device.final()),
+                self.layers,
+                self.rope,
+                shape,
+                _attention_call,
+                False,
+                self.gate,
+                self._pre,
+                self._post,
             )
-        graphs = self._graphed
-        if (
-            graphs is not None
-            and self.replays_graphs
-            and len(batch.tokens) <= self.max_graph_rows
-            and kernel is not None
-        ):
-            # CUDA graphs have fixed shapes: rows, tiles and documents are padded on the host
-            # up to a few sizes (padding rows and tiles compute nothing that is read) and
-            # copied in one go, so that little but the replay is launched.
+        else:
             attend, args, q_in_kernel = kernel
-            rows, docs = _bucket(len(batch.tokens), _ROW_SIZES), _bucket(n)
-            tokens, positions, last, tiles, final_tiles = moved(
-                (batch.tokens, batch.positions, batch.last, batch.tiles, batch.final_tiles),
-                self.device,
-                (rows, rows, docs, _bucket(len(batch.tiles)), docs),
-            )
-            main = (tiles, *args(batch)[1:])
-            ends = (final_tiles, *args(batch.final())[1:])
-            x = self._embedded(batch.tokens, tokens, rows)
+            if graphed:
+                # CUDA graphs have fixed shapes: rows, tiles and documents are padded on the
+                # host up to a few sizes (padding rows and tiles compute nothing that is read)
+                # and copied in one go, so that little but the replay is launched.
+                rows, docs = _bucket(len(batch.tokens), _ROW_SIZES), _bucket(n)
+                tokens, positions, last, tiles, final_tiles = moved(
+                    (batch.tokens, batch.positions, batch.last, batch.tiles, batch.final_tiles),
+                    self.device,
+                    (rows, rows, docs, _bucket(len(batch.tiles)), docs),
+                )
+                x = self._embedded(batch.tokens, tokens, rows)
+                main = (tiles, *args(batch)[1:])
+                ends = (final_tiles, *args(batch.final())[1:])
+            else:
+                on_device = batch.to(self.device)
+                x = self._embedded(batch.tokens, on_device.tokens, len(batch.tokens))
+                positions, last = on_device.positions, on_device.last
+                main, ends = args(on_device), args(on_device.final())
             try:
-                x = graphs(
+                x = compiled(
                     x,
                     positions,
                     last,
@@ -880,48 +899,15 @@ class PackedQwen3:
                     self.gate,
                 )[:n]
             except torch.OutOfMemoryError:
-                # Out of memory while recording a graph leaves cudagraph trees' state broken
-                # (later recordings, of any engine in the process, fail an assertion): start
-                # the trees afresh and go on without graphs; the caller retries smaller.
-                self._graphed = None
-                from torch._inductor.cudagraph_trees import reset_cudagraph_trees
+                if graphed:
+                    # Out of memory while recording a graph leaves cudagraph trees' state
+                    # broken (later recordings, of any engine in the process, fail an
+                    # assertion): start the trees afresh and go on without graphs; the
+                    # caller retries smaller.
+                    self._graphed = None
+                    from torch._inductor.cudagraph_trees import reset_cudagraph_trees
 
-                reset_cudagraph_trees()
+                    reset_cudagraph_trees()
                 raise
-        else:
-            on_device = batch.to(self.device)
-            x = self._embedded(batch.tokens, on_device.tokens, len(batch.tokens))
-            final = on_device.final()
-            if self._all_layers is not None and kernel is not None:
-                attend, args, q_in_kernel = kernel
-                x = self._all_layers(
-                    x,
-                    on_device.positions,
-                    on_device.last,
-                    args(on_device),
-                    args(final),
-                    self.layers,
-                    self.rope,
-                    shape,
-                    attend,
-                    q_in_kernel,
-                    self.gate,
-                )
-            else:
-                x = _all_layers(
-                    x,
-                    on_device.positions,
-                    on_device.last,
-                    (self.attention, on_device),
-                    (self.attention, final),
-                    self.layers,
-                    self.rope,
-                    shape,
-                    _attention_call,
-                    False,
-                    self.gate,
-                    self._pre,
-                    self._post,
-                )
         last = _rms_norm(x, self.norm, self.eps)  # the last layer kept only these rows
         return torch.sigmoid(last.float() @ self.direction + self.offset)
