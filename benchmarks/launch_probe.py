@@ -1,12 +1,14 @@
 """What launching one packed batch costs the CPU, op by op (CUDA only).
 
-    python benchmarks/launch_probe.py --model MODEL --out OUT
+    python benchmarks/launch_probe.py --model MODEL --out OUT [--max-memory 1.5GiB]
 
 While the GPU runs one batch, the CPU tokenizes the next piece and launches the next batch;
 when a launch takes longer than the batch before it, the GPU waits. This runs four rag100x256
 queries (after three warm-up rounds, so every batch replays a recorded CUDA graph) with the
 torch profiler on, and for each ``PackedQwen3.score`` call reports its rows, its CPU time and
-the costliest CPU ops inside it. Writes OUT/launch_probe.json.
+the costliest CPU ops inside it (with ``--max-memory``, batches run the compiled graph
+without CUDA graphs and gather their embedding rows on the host). Writes
+OUT/launch_probe.json.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ def main() -> int:
     parser.add_argument("--model", required=True)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--top", type=int, default=5, help="ops listed per launch")
+    parser.add_argument("--max-memory", help="the engine's max_memory option, e.g. 1.5GiB")
     args = parser.parse_args()
 
     import torch
@@ -40,7 +43,7 @@ def main() -> int:
     tokenizer = AutoTokenizer.from_pretrained(args.model)
     queries = [build(tokenizer, seed=s)["rag100x256"] for s in range(4)]
     one = [(wl.queries[0], wl.documents[0]) for wl in queries]
-    reranker = Reranker(args.model, device="cuda")
+    reranker = Reranker(args.model, device="cuda", max_memory=args.max_memory)
     packed: Any = reranker.engine._packed
     score = packed.score
 
@@ -84,6 +87,7 @@ def main() -> int:
     result = {
         "device": torch.cuda.get_device_name(),
         "torch": torch.__version__,
+        "max_memory": args.max_memory,
         "cpu_ms_median_by_rows": {
             str(rows): round(statistics.median(ms), 2) for rows, ms in sorted(by_rows.items())
         },

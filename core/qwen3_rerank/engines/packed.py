@@ -624,13 +624,6 @@ def graph_rows(n: int) -> int:
     return max(8, n // step * step)
 
 
-def _pad(t: torch.Tensor, n: int) -> torch.Tensor:
-    """``t`` with zero rows appended up to ``n`` rows."""
-    if t.shape[0] == n:
-        return t
-    return F.pad(t, (0, 0) * (t.dim() - 1) + (0, n - t.shape[0]))
-
-
 class PackedQwen3:
     """Qwen3 decoder weights laid out for packed reranking, with a yes/no scoring head.
 
@@ -828,10 +821,19 @@ class PackedQwen3:
 
     def _embedded(self, host_tokens: torch.Tensor, tokens: torch.Tensor, rows: int) -> torch.Tensor:
         """The embedding rows of a batch's tokens, ``rows`` of them (padding rows: zeros when
-        the rows are gathered on the host, else the embedding of the padding token 0)."""
+        the rows are gathered on the host, else the embedding of the padding token 0).
+
+        On the host, ``index_select`` gathers straight into a pinned buffer of ``rows`` rows,
+        copied in one go: indexing (``embed[ids]``) then ``pin_memory()`` gathered ~5x slower
+        and copied the rows twice, and padding on the GPU cost a launch."""
         if self.embed_on_host:  # gather the rows on the CPU, copy only those
-            x = self.embed[host_tokens].pin_memory().to(self.device, non_blocking=True)
-            return _pad(x, rows)
+            n = len(host_tokens)
+            gathered = torch.empty(
+                (rows, self.embed.shape[1]), dtype=self.embed.dtype, pin_memory=True
+            )
+            torch.index_select(self.embed, 0, host_tokens, out=gathered[:n])
+            gathered[n:] = 0
+            return gathered.to(self.device, non_blocking=True)
         return self.embed[tokens]
 
     @torch.inference_mode()
