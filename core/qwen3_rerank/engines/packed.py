@@ -824,8 +824,10 @@ class PackedQwen3:
         the rows are gathered on the host, else the embedding of the padding token 0).
 
         On the host, ``index_select`` gathers straight into a pinned buffer of ``rows`` rows,
-        copied in one go: indexing (``embed[ids]``) then ``pin_memory()`` gathered ~5x slower
-        and copied the rows twice, and padding on the GPU cost a launch."""
+        copied in one go. Indexing (``embed[ids]``) then ``pin_memory()`` copied the rows twice
+        and padded them on the GPU; on the H100's host its ``pin_memory()`` alone took 6.6-11.9
+        ms of a 12897-row launch, the gather now 3.9-6.2 ms
+        (benchmarks/results/probes/launch_probe_max_memory_gather.json)."""
         if self.embed_on_host:  # gather the rows on the CPU, copy only those
             n = len(host_tokens)
             gathered = torch.empty(
