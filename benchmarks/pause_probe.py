@@ -6,7 +6,7 @@ Times fresh rag100x256 queries (16 per round) through ``Reranker.rerank`` in alt
 rounds: alone, and with ``nvidia-smi -lms 50`` polling whole-GPU memory as bench.py does
 while it times latency. Python's garbage collector is watched throughout: each query records
 the collections that ran during it and how long they took (a full collection of this
-process's ~1M tracked objects is also timed once, for scale). Writes OUT/pause_probe.json.
+process's tracked objects, 0.6-1M, is also timed once, for scale). Writes OUT/pause_probe.json.
 """
 
 from __future__ import annotations
