@@ -73,7 +73,9 @@ def create_app(
 ) -> FastAPI:
     """Builds the app around a reranker the caller owns (and closes)."""
     metrics = Metrics()
-    scheduler = BatchScheduler(reranker.engine, max_queue=max_queue)
+    scheduler = BatchScheduler(
+        reranker.engine, max_queue=max_queue, on_batch=metrics.batch_requests.observe
+    )
     metrics.queue_depth = lambda: scheduler.depth
 
     @asynccontextmanager
@@ -187,6 +189,6 @@ def create_app(
     @app.get("/metrics")
     async def metrics_endpoint(request: Request) -> PlainTextResponse:
         check_key(request)
-        return PlainTextResponse(metrics.render(scheduler.batch_sizes))
+        return PlainTextResponse(metrics.render())
 
     return app

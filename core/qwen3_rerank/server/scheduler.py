@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..engines.base import Engine, ScoredDocuments, ScoreRequest
@@ -33,12 +34,17 @@ class BatchScheduler:
     """Collects requests and scores them in batches on one engine."""
 
     def __init__(
-        self, engine: Engine, *, max_queue: int = 256, max_batch_documents: int = 4096
+        self,
+        engine: Engine,
+        *,
+        max_queue: int = 256,
+        max_batch_documents: int = 4096,
+        on_batch: Callable[[int], None] = lambda requests: None,
     ) -> None:
         self.engine = engine
         self.max_queue = max_queue
         self.max_batch_documents = max_batch_documents
-        self.batch_sizes: list[int] = []  # requests per engine call, for /metrics
+        self.on_batch = on_batch  # told the requests of each engine call (for /metrics)
         self._waiting: deque[_Job] = deque()
         self._wakeup = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
@@ -93,7 +99,7 @@ class BatchScheduler:
                 await self._score(batch)
 
     async def _score(self, batch: list[_Job]) -> None:
-        self.batch_sizes.append(len(batch))
+        self.on_batch(len(batch))
         try:
             results = await self.engine.ascore([job.request for job in batch])
         except Exception as exc:  # every waiting caller gets the engine's error
