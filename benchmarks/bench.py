@@ -118,7 +118,7 @@ def run_child(engine: str, model: str, workloads: list[str], out: Path) -> None:
     sys.path.insert(0, str(HERE))
     from engines import ENGINES
     from qwen3_rerank.prompt import DEFAULT_INSTRUCTION, PromptEncoder
-    from workloads import Workload, build
+    from qwen3_rerank.workloads import Workload, build
 
     gpu = GpuMemory()
     tokenizer = AutoTokenizer.from_pretrained(model)

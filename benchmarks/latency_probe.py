@@ -21,14 +21,10 @@ import argparse
 import json
 import os
 import statistics
-import sys
 import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
-
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
 
 
 def kind_of(kernel: str) -> str:
@@ -186,7 +182,7 @@ def main() -> int:
     from qwen3_rerank import Reranker
     from qwen3_rerank.engines.packed import _silu_gate, attention_flash, attention_prefix, pack
     from qwen3_rerank.prompt import DEFAULT_INSTRUCTION, format_document_part, format_query_part
-    from workloads import build
+    from qwen3_rerank.workloads import build
 
     tokenizer = AutoTokenizer.from_pretrained(args.model)
     queries = [build(tokenizer, seed=s)[args.workload] for s in range(16)]

@@ -16,13 +16,9 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
-
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
 
 
 def main() -> int:
@@ -38,7 +34,7 @@ def main() -> int:
     from transformers import AutoTokenizer
 
     from qwen3_rerank import Reranker
-    from workloads import build
+    from qwen3_rerank.workloads import build
 
     tokenizer = AutoTokenizer.from_pretrained(args.model)
     queries = [build(tokenizer, seed=s)["rag100x256"] for s in range(4)]

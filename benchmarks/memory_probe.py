@@ -33,7 +33,7 @@ def child(model: str, room_mib: int) -> dict[str, Any]:
 
     from qwen3_rerank import Reranker
     from qwen3_rerank.engines import torch as torch_engine
-    from workloads import build
+    from qwen3_rerank.workloads import build
 
     torch_engine._DEFAULT_GPU_ROOM = room_mib * 2**20
     workloads = build(AutoTokenizer.from_pretrained(model))

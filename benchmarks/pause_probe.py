@@ -21,9 +21,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-
 
 def summary(walls: list[float], pauses: list[list[tuple[int, float]]]) -> dict[str, Any]:
     ordered = sorted(walls)
@@ -49,7 +46,7 @@ def main() -> int:
     from transformers import AutoTokenizer
 
     from qwen3_rerank import Reranker
-    from workloads import build
+    from qwen3_rerank.workloads import build
 
     tokenizer = AutoTokenizer.from_pretrained(args.model)
     one = [

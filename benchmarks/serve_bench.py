@@ -33,7 +33,7 @@ from bench import GpuMemory, query_gpu  # noqa: E402
 from engines import batch_scores  # noqa: E402
 from qwen3_rerank import Reranker  # noqa: E402
 from qwen3_rerank.engines.vllm import QWEN3_RERANKER_OVERRIDES  # noqa: E402
-from workloads import Workload, build  # noqa: E402
+from qwen3_rerank.workloads import Workload, build  # noqa: E402
 
 CONCURRENCY = 16
 

@@ -64,7 +64,7 @@ def main() -> int:
 
     from engines import load_vllm
     from latency_probe import kernel_ms
-    from workloads import build
+    from qwen3_rerank.workloads import build
 
     options = {k: _value(v) for k, v in (o.split("=", 1) for o in args.option)}
     tokenizer = AutoTokenizer.from_pretrained(args.model)

@@ -15,6 +15,7 @@ from typing import Any, NoReturn, TextIO
 from .documents import parse_documents, read_documents
 from .errors import ConfigurationError, InvalidInputError, Qwen3RerankError
 from .results import RerankResult
+from .workloads import WORKLOADS
 
 __all__ = ["main"]
 
@@ -101,6 +102,38 @@ def _parser() -> argparse.ArgumentParser:
     ui.add_argument("--port", type=_positive_int, default=7860)
     _engine_arguments(ui, model_required=False)
     ui.set_defaults(run=_run_ui)
+
+    bench = commands.add_parser(
+        "bench",
+        help="time the reranker on the benchmark workloads (pairs/s, latency, memory)",
+        description="Time a local engine, or a rerank server with --url, on generated "
+        "workloads: rag100x256 (4 queries x 100 documents of 256 tokens), mixed16x100 (16 x "
+        "100 of 32-1024 tokens), long16x4000 (1 x 16 of 4000 tokens), words from the model's "
+        "tokenizer. Throughput: the whole workload in one call, the best of --passes after a "
+        "warm-up call; latency: one query at a time. Every call gets fresh inputs.",
+    )
+    bench.add_argument(
+        "--workload",
+        "-w",
+        action="append",
+        choices=WORKLOADS,
+        help="repeatable (default: all three)",
+    )
+    bench.add_argument("--passes", type=_positive_int, default=3, help="timed passes (3)")
+    bench.add_argument(
+        "--latency-queries", type=_positive_int, default=12, help="queries timed alone (12)"
+    )
+    bench.add_argument("--seed", type=int, default=0, help="seed of the first inputs (0)")
+    bench.add_argument("--url", help="time this rerank server; --model names its model")
+    bench.add_argument("--api", default="qwen3", help="remote API dialect (default qwen3)")
+    bench.add_argument("--api-key", help="remote API key")
+    bench.add_argument(
+        "--max-documents", type=_positive_int, help="remote: documents per request at most"
+    )
+    bench.add_argument("--format", choices=("table", "json"), default="table")
+    bench.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    _engine_arguments(bench)
+    bench.set_defaults(run=_run_bench)
 
     make = commands.add_parser(
         "make-model",
@@ -223,6 +256,71 @@ def _run_ui(args: argparse.Namespace) -> int:
         print(f"qwen3-rerank: page on http://{args.host}:{args.port}", file=sys.stderr)
         demo.launch(server_name=args.host, server_port=args.port, share=False, show_error=False)
     return 0
+
+
+def _run_bench(args: argparse.Namespace) -> int:
+    try:
+        from transformers import AutoTokenizer
+    except ImportError as exc:
+        raise UsageError("transformers is missing: pip install 'qwen3-rerank[torch]'") from exc
+    from .bench import bench
+    from .reranker import Reranker
+
+    _quiet_transformers()
+    if args.url:
+        tokenizer = AutoTokenizer.from_pretrained(args.model)
+        rr = Reranker.remote(
+            args.url,
+            args.model,
+            api=args.api,
+            api_key=args.api_key,
+            max_documents_per_request=args.max_documents,
+        )
+    else:
+        rr = Reranker(args.model, **_engine_options(args))
+    with rr:
+        if not args.url:
+            tokenizer = AutoTokenizer.from_pretrained(args.model)
+        results = bench(
+            rr,
+            tokenizer,
+            args.workload or WORKLOADS,
+            passes=args.passes,
+            latency_queries=args.latency_queries,
+            seed=args.seed,
+            max_length=args.max_length,
+            report=None if args.quiet else lambda line: print(f"bench: {line}", file=sys.stderr),
+        )
+        where = args.url or _device_name(rr)
+    if args.format == "json":
+        runs = {
+            r.workload: {k: v for k, v in r.as_dict().items() if k != "workload"} for r in results
+        }
+        print(json.dumps({"model": args.model, "engine": where, "workloads": runs}))
+        return 0
+    print(f"{args.model} on {where}")
+    print(
+        f"{'workload':<12} {'pairs':>6} {'tokens':>8} {'pairs/s':>9} {'tokens/s':>10} "
+        f"{'p50 ms':>8} {'max ms':>8} {'torch peak GiB':>15}"
+    )
+    for r in results:
+        peak = "-" if r.torch_peak_gib is None else f"{r.torch_peak_gib:.2f}"
+        print(
+            f"{r.workload:<12} {r.pairs:>6} {r.tokens:>8} {r.pairs_per_s:>9.1f} "
+            f"{r.tokens_per_s:>10.0f} {r.p50_ms:>8.1f} {r.max_ms:>8.1f} {peak:>15}"
+        )
+    return 0
+
+
+def _device_name(rr: Any) -> str:
+    """The engine and its device, with the GPU's name on CUDA."""
+    engine = type(rr.engine).__name__
+    device = getattr(rr.engine, "device", None)
+    if getattr(device, "type", None) == "cuda":
+        import torch
+
+        return f"{engine}, {device} ({torch.cuda.get_device_name(device)})"
+    return engine if device is None else f"{engine}, {device}"
 
 
 def _leave_a_core_for_the_event_loop(rr: Any) -> None:

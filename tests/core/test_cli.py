@@ -151,3 +151,58 @@ def test_make_model_builds_a_loadable_folder(tmp_path: Path) -> None:
     assert (folder / "config.json").is_file()
     with Reranker(folder, device="cpu") as rr:
         assert len(rr.score("q", ["a", "b"])) == 2
+
+
+def test_bench_times_a_workload_and_counts_its_template_tokens(tiny_model: Path) -> None:
+    out = run_cli(
+        "bench",
+        "--model",
+        str(tiny_model),
+        "--device",
+        "cpu",
+        "-w",
+        "rag100x256",
+        "--passes",
+        "2",
+        "--latency-queries",
+        "3",
+        "--format",
+        "json",
+    )
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report["model"] == str(tiny_model)
+    assert report["engine"] == "TorchEngine, cpu"
+    assert list(report["workloads"]) == ["rag100x256"]
+    got = report["workloads"]["rag100x256"]
+    # every rag100x256 pair has the same length: count one whole prompt independently
+    from transformers import AutoTokenizer
+
+    from qwen3_rerank.prompt import format_pair
+    from qwen3_rerank.workloads import build
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    wl = build(tokenizer, seed=1)["rag100x256"]
+    pair = tokenizer(format_pair(wl.queries[0], wl.documents[0][0]), add_special_tokens=False)
+    assert (got["pairs"], got["tokens"]) == (400, 400 * len(pair["input_ids"]))
+    assert got["pairs_per_s"] > 0
+    assert got["tokens_per_s"] == pytest.approx(got["pairs_per_s"] * got["tokens"] / 400, rel=1e-3)
+    assert 0 < got["p50_ms"] <= got["max_ms"]
+    assert got["torch_peak_gib"] is None  # CPU
+    progress = out.stderr.splitlines()
+    assert sum("pass" in line for line in progress) == 2
+
+
+def test_bench_table_and_bad_workload(tiny_model: Path) -> None:
+    args = ["bench", "--model", str(tiny_model), "--device", "cpu", "-w", "long16x4000"]
+    out = run_cli(*args, "--passes", "1", "--latency-queries", "1", "--quiet")
+    assert out.returncode == 0, out.stderr
+    assert out.stderr == ""
+    title, header, row = out.stdout.splitlines()
+    assert title == f"{tiny_model} on TorchEngine, cpu"
+    assert header.split()[:4] == ["workload", "pairs", "tokens", "pairs/s"]
+    assert row.split()[:2] == ["long16x4000", "16"]
+    bad = run_cli("bench", "--model", str(tiny_model), "-w", "rag", "--passes", "1")
+    assert bad.returncode == 2
+    assert "invalid choice: 'rag'" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1

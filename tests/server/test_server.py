@@ -330,3 +330,54 @@ def test_overload_gets_503_with_retry_after_then_graceful_shutdown(tiny_model: P
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def documents_scored(url: str) -> int:
+    """The server's count of scored documents, from its Prometheus metrics."""
+    for line in httpx.get(url + "/metrics", headers=AUTH).text.splitlines():
+        if line.startswith("qwen3_rerank_documents_total "):
+            return int(float(line.split()[1]))
+    raise AssertionError("no qwen3_rerank_documents_total metric")
+
+
+def test_cli_bench_times_a_real_server(served: str, tiny_model: Path) -> None:
+    """``qwen3-rerank bench --url``: the workloads over HTTP, split to the server's limit."""
+    before = documents_scored(served)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "qwen3_rerank.cli",
+            "bench",
+            "--url",
+            served,
+            "--model",
+            str(tiny_model),
+            "--api-key",
+            KEY,
+            "--max-documents",
+            "50",
+            "-w",
+            "rag100x256",
+            "--passes",
+            "1",
+            "--latency-queries",
+            "2",
+            "--format",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report["engine"] == served
+    got = report["workloads"]["rag100x256"]
+    assert got["pairs"] == 400
+    assert got["pairs_per_s"] > 0
+    assert got["torch_peak_gib"] is None
+    # a warm-up and one pass of 4 queries, then 2 queries alone: 10 x 100 documents, each
+    # query in two requests of 50 (the server takes no more)
+    assert documents_scored(served) - before == 1000

@@ -1,7 +1,13 @@
-"""The three workloads of shared/design/performance.md, generated deterministically.
+"""The three benchmark workloads (``qwen3-rerank bench``, benchmarks/), generated from a seed.
 
-Words are drawn from tokens of the real Qwen3 vocabulary that are one token with their leading
-space, so a document of N words is N tokens (plus the template around it).
+- rag100x256: 4 queries x 100 documents of 256 tokens;
+- mixed16x100: 16 queries x 100 documents, lengths log-normal (median 200, sigma 0.7) clipped to
+  [32, 1024] tokens;
+- long16x4000: 1 query x 16 documents of 4000 tokens.
+
+Queries are 20 tokens. Words are drawn from the tokenizer's vocabulary entries that are one token
+with their leading space, so a document of N words is N tokens (plus the template around it).
+Another seed gives fresh inputs of the same shape.
 """
 
 from __future__ import annotations
@@ -10,9 +16,15 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
+__all__ = ["WORKLOADS", "Workload", "build", "single_token_words"]
+
+WORKLOADS = ("rag100x256", "mixed16x100", "long16x4000")
+
 
 @dataclass(frozen=True)
 class Workload:
+    """Queries, each with its documents."""
+
     name: str
     queries: list[str]
     documents: list[list[str]]  # documents[i] belong to queries[i]
@@ -38,7 +50,8 @@ def single_token_words(tokenizer: Any, count: int = 5000, seed: int = 0) -> list
 
 
 def build(tokenizer: Any, seed: int = 0) -> dict[str, Workload]:
-    """rag100x256, mixed16x100 and long16x4000."""
+    """rag100x256, mixed16x100 and long16x4000 for ``seed``, words from ``tokenizer``'s vocabulary
+    (any Qwen3 tokenizer gives the same words)."""
     words = single_token_words(tokenizer, seed=seed)
     rng = random.Random(seed)
 
