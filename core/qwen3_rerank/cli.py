@@ -109,8 +109,8 @@ def _parser() -> argparse.ArgumentParser:
         description="Time a local engine, or a rerank server with --url, on generated "
         "workloads: rag100x256 (4 queries x 100 documents of 256 tokens), mixed16x100 (16 x "
         "100 of 32-1024 tokens), long16x4000 (1 x 16 of 4000 tokens), words from the model's "
-        "tokenizer. Throughput: the whole workload in one call, the best of --passes after a "
-        "warm-up call; latency: one query at a time. Every call gets fresh inputs.",
+        "tokenizer. Throughput: the whole workload in one call, the best of --passes after "
+        "warm-up calls; latency: one query at a time. Timed calls get fresh inputs.",
     )
     bench.add_argument(
         "--workload",
