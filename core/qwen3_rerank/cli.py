@@ -268,7 +268,6 @@ def _run_bench(args: argparse.Namespace) -> int:
 
     _quiet_transformers()
     if args.url:
-        tokenizer = AutoTokenizer.from_pretrained(args.model)
         rr = Reranker.remote(
             args.url,
             args.model,
@@ -279,8 +278,7 @@ def _run_bench(args: argparse.Namespace) -> int:
     else:
         rr = Reranker(args.model, **_engine_options(args))
     with rr:
-        if not args.url:
-            tokenizer = AutoTokenizer.from_pretrained(args.model)
+        tokenizer = AutoTokenizer.from_pretrained(args.model)  # makes the inputs, counts tokens
         results = bench(
             rr,
             tokenizer,
