@@ -74,6 +74,14 @@ def start_server(model: Path, *extra: str) -> tuple[subprocess.Popen[bytes], str
     raise RuntimeError("server did not start")
 
 
+def metric(url: str, name: str) -> int:
+    """One unlabelled counter of the server's Prometheus metrics."""
+    for line in httpx.get(url + "/metrics", headers=AUTH).text.splitlines():
+        if line.startswith(name + " "):
+            return int(float(line.split()[1]))
+    raise AssertionError(f"no {name} metric")
+
+
 def stop(proc: subprocess.Popen[bytes]) -> int:
     proc.send_signal(signal.SIGTERM)
     try:
@@ -230,8 +238,7 @@ def drive(served: str, reranker: Reranker, documents: int) -> Load:
         return scores, time.perf_counter() - start
 
     def engine_calls() -> int:
-        text = httpx.get(served + "/metrics", headers=AUTH).text
-        return int(text.split("qwen3_rerank_batch_requests_count ")[1].split()[0])
+        return metric(served, "qwen3_rerank_batch_requests_count")
 
     async def run(
         remote: Reranker, concurrent: bool
@@ -332,17 +339,9 @@ def test_overload_gets_503_with_retry_after_then_graceful_shutdown(tiny_model: P
             proc.kill()
 
 
-def documents_scored(url: str) -> int:
-    """The server's count of scored documents, from its Prometheus metrics."""
-    for line in httpx.get(url + "/metrics", headers=AUTH).text.splitlines():
-        if line.startswith("qwen3_rerank_documents_total "):
-            return int(float(line.split()[1]))
-    raise AssertionError("no qwen3_rerank_documents_total metric")
-
-
 def test_cli_bench_times_a_real_server(served: str, tiny_model: Path) -> None:
     """``qwen3-rerank bench --url``: the workloads over HTTP, split to the server's limit."""
-    before = documents_scored(served)
+    before = metric(served, "qwen3_rerank_documents_total")
     out = subprocess.run(
         [
             sys.executable,
@@ -380,4 +379,4 @@ def test_cli_bench_times_a_real_server(served: str, tiny_model: Path) -> None:
     assert got["torch_peak_gib"] is None
     # a warm-up and one pass of 4 queries, 2 warm-up queries and 2 timed ones alone: 12 x 100
     # documents, each query in two requests of 50 (the server takes no more)
-    assert documents_scored(served) - before == 1200
+    assert metric(served, "qwen3_rerank_documents_total") - before == 1200
