@@ -192,6 +192,55 @@ def test_tei_requests_respect_its_32_document_limit(server: FakeServer) -> None:
     assert sorted(len(b["texts"]) for _, _, b in server.requests) == [6, 32, 32]
 
 
+def _refuse_over(limit: int) -> Behaviour:
+    """TEI's answer to a request over its ``--max-client-batch-size``."""
+
+    def behaviour(path: str, body: dict[str, Any], n: int) -> Action:
+        count = len(body["texts"])
+        if count > limit:
+            error = f"batch size {count} > maximum allowed batch size {limit}"
+            return ("json", 413, {"error": error, "error_type": "Validation"})
+        return ("json", 200, documented_answer(path, body))
+
+    return behaviour
+
+
+@pytest.mark.parametrize("run", ["sync", "async"])
+def test_a_413_is_sent_again_in_halves_and_the_limit_is_learned(
+    server: FakeServer, run: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    server.behaviour = _refuse_over(8)
+    docs = [f"text {i}" for i in range(20)]
+    with Reranker.remote(server.url, api="tei") as rr:
+        score = rr.score if run == "sync" else lambda q, d: asyncio.run(rr.ascore(q, d))
+        assert score(QUERY, docs) == [vendor_score(d) for d in docs]
+        sizes = [len(b["texts"]) for _, _, b in server.requests]
+        assert sorted(sizes) == [5, 5, 5, 5, 10, 10, 20]  # 20 and 10 refused
+        del server.requests[:]
+        assert score(QUERY, docs) == [vendor_score(d) for d in docs]
+    assert [len(b["texts"]) for _, _, b in server.requests] == [5, 5, 5, 5]  # no 413 now
+    assert "sending at most 5 per request" in caplog.text
+
+
+def test_a_413_for_one_document_raises_and_teaches_nothing(server: FakeServer) -> None:
+    def refuse_long(path: str, body: dict[str, Any], n: int) -> Action:
+        if any(len(t) > 100 for t in body["documents"]):
+            return ("json", 413, {"message": "body over 1000 bytes"})
+        return ("json", 200, documented_answer(path, body))
+
+    server.behaviour = refuse_long
+    docs = [*DOCS[:3], "x" * 500]
+    with Reranker.remote(server.url, api="cohere") as rr:
+        with pytest.raises(RemoteStatusError, match="body over 1000 bytes") as info:
+            rr.score(QUERY, docs)
+        assert info.value.status_code == 413
+        # 4 refused, 2 + 2: the first pair went through, the second refused, then 1 + 1
+        assert [len(b["documents"]) for _, _, b in server.requests] == [4, 2, 2, 1, 1]
+        del server.requests[:]
+        assert rr.score(QUERY, DOCS) == [vendor_score(d) for d in DOCS]
+    assert [len(b["documents"]) for _, _, b in server.requests] == [len(DOCS)]
+
+
 def test_api_key_is_sent_as_bearer(server: FakeServer) -> None:
     with Reranker.remote(server.url, api="jina", api_key="s3cret") as rr:
         rr.score(QUERY, DOCS[:1])

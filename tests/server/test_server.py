@@ -75,11 +75,15 @@ def start_server(model: Path, *extra: str) -> tuple[subprocess.Popen[bytes], str
 
 
 def metric(url: str, name: str) -> int:
-    """One unlabelled counter of the server's Prometheus metrics."""
-    for line in httpx.get(url + "/metrics", headers=AUTH).text.splitlines():
+    """One counter of the server's Prometheus metrics, labels included in ``name``
+    (``'qwen3_rerank_requests_total{code="413"}'``); 0 for a label not counted yet."""
+    text = httpx.get(url + "/metrics", headers=AUTH).text
+    for line in text.splitlines():
         if line.startswith(name + " "):
-            return int(float(line.split()[1]))
-    raise AssertionError(f"no {name} metric")
+            return int(float(line.split()[-1]))
+    assert "{" in name, f"no {name} metric"
+    assert name.split("{")[0] in text, f"no {name} metric"
+    return 0
 
 
 def stop(proc: subprocess.Popen[bytes]) -> int:
@@ -117,6 +121,26 @@ def test_real_client_in_each_dialect_equals_in_process(
     want = reranker.score(QUERY, DOCS)
     assert got == pytest.approx(want, abs=1e-5)
     assert [r.index for r in ranked] == [r.index for r in reranker.rerank(QUERY, DOCS, top_n=3)]
+
+
+def test_the_client_learns_the_servers_document_limit(served: str, reranker: Reranker) -> None:
+    """The server takes 50 documents a request; the client is not told, and learns it from
+    the server's 413s: 120 refused, 60 refused, then 30 at a time."""
+    docs = [f"{DOCS[i % len(DOCS)]} ({i})" for i in range(120)]
+
+    def counts() -> tuple[int, int]:
+        codes = [f'qwen3_rerank_requests_total{{code="{c}"}}' for c in (200, 413)]
+        return metric(served, codes[0]), metric(served, codes[1])
+
+    with Reranker.remote(served, api="qwen3", api_key=KEY) as remote:
+        before = counts()
+        assert remote.score(QUERY, docs) == pytest.approx(reranker.score(QUERY, docs), abs=1e-5)
+        after = counts()
+        assert (after[0] - before[0], after[1] - before[1]) == (4, 3)
+        ranked = remote.rerank(QUERY, docs, top_n=5)
+    again = counts()
+    assert (again[0] - after[0], again[1] - after[1]) == (4, 0)  # 30 at a time, no 413
+    assert [r.index for r in ranked] == [r.index for r in reranker.rerank(QUERY, docs, top_n=5)]
 
 
 def test_instruction_reaches_the_server(served: str, reranker: Reranker) -> None:

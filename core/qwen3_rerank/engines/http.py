@@ -2,8 +2,11 @@
 
 Long candidate lists are split into requests of at most ``max_documents_per_request``
 documents (TEI's default server limit, 32, is respected), sent concurrently up to
-``max_concurrency`` and merged back in input order. Connection errors, timeouts, 429 and 5xx are
-retried with exponential backoff and jitter, honouring ``Retry-After``; other 4xx are not.
+``max_concurrency`` and merged back in input order. A request the server refuses as too large
+(413) is sent again in two halves, and the engine sends at most that many documents per request
+from then on, so a server's lower limit is learned instead of failing every call. Connection
+errors, timeouts, 429 and 5xx are retried with exponential backoff and jitter, honouring
+``Retry-After``; other 4xx are not.
 Each answer is mapped by ``index`` and checked (``dialects.py``). For a plain vLLM server the
 client wraps query and documents in the Qwen3 template itself, exactly as the torch engine
 does; without it, rankings are close to random.
@@ -13,12 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import logging
 import random
 import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..errors import (
     ConfigurationError,
@@ -42,11 +46,23 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 __all__ = ["HttpEngine"]
 
+_log = logging.getLogger(__name__)
+
 _BACKOFF_BASE_S = 0.5
 _BACKOFF_CAP_S = 8.0
 _RETRY_AFTER_CAP_S = 60.0
 
-Chunk = tuple[int, int, dict[str, Any], int]  # request index, first document, body, count
+
+class Chunk(NamedTuple):
+    """One HTTP request's share of a call: documents ``start:`` of request ``request``."""
+
+    request: int
+    start: int
+    query: str
+    documents: list[str]
+    instruction: str
+
+
 _LoopClients = tuple[
     asyncio.AbstractEventLoop, list[httpx.AsyncClient], asyncio.Queue[httpx.AsyncClient]
 ]
@@ -139,10 +155,9 @@ class HttpEngine:
         chunks = self._chunks(requests)
 
         def send(chunk: Chunk) -> list[float]:
-            with self._gate:
-                scores = self._post(client, chunk[2], chunk[3])
+            scores = self._send(client, chunk)
             if progress is not None:
-                progress(chunk[3])
+                progress(len(chunk.documents))
             return scores
 
         with ThreadPoolExecutor(max_workers=self.max_concurrency) as pool:
@@ -154,15 +169,7 @@ class HttpEngine:
             raise EngineError("HttpEngine is closed")
         lanes = self._async_lanes()
         chunks = self._chunks(requests)
-
-        async def send(chunk: Chunk) -> list[float]:
-            client = await lanes.get()
-            try:
-                return await self._apost(client, chunk[2], chunk[3])
-            finally:
-                lanes.put_nowait(client)
-
-        answers = await asyncio.gather(*(send(c) for c in chunks))
+        answers = await asyncio.gather(*(self._asend(lanes, c) for c in chunks))
         return _merge(requests, chunks, list(answers))
 
     def close(self) -> None:
@@ -185,9 +192,48 @@ class HttpEngine:
             step = self.max_documents or max(len(documents), 1)
             for start in range(0, len(documents), step):
                 part = documents[start : start + step]
-                body = self.dialect.build(query, part, self.model, r.instruction)
-                chunks.append((i, start, body, len(part)))
+                chunks.append(Chunk(i, start, query, part, r.instruction))
         return chunks
+
+    def _send(self, client: httpx.Client, chunk: Chunk) -> list[float]:
+        try:
+            with self._gate:
+                return self._post(client, chunk)
+        except RemoteStatusError as error:
+            if not _too_large(error, chunk):
+                raise
+        first, second = _halves(chunk)
+        scores = self._send(client, first) + self._send(client, second)
+        self._learn_limit(len(chunk.documents), len(first.documents))
+        return scores
+
+    async def _asend(self, lanes: asyncio.Queue[httpx.AsyncClient], chunk: Chunk) -> list[float]:
+        client = await lanes.get()
+        try:
+            return await self._apost(client, chunk)
+        except RemoteStatusError as error:
+            if not _too_large(error, chunk):
+                raise
+        finally:
+            lanes.put_nowait(client)
+        first, second = _halves(chunk)
+        scores = await asyncio.gather(self._asend(lanes, first), self._asend(lanes, second))
+        self._learn_limit(len(chunk.documents), len(first.documents))
+        return scores[0] + scores[1]
+
+    def _learn_limit(self, refused: int, accepted: int) -> None:
+        """After a 413 for ``refused`` documents whose halves went through: send at most
+        ``accepted`` per request from now on. Learned only once the halves succeed, so that
+        one document too large on its own does not shrink every later request."""
+        if self.max_documents is None or accepted < self.max_documents:
+            self.max_documents = accepted
+            _log.warning(
+                "%s refused %d documents in one request (HTTP 413); sending at most %d per "
+                "request from now on (max_documents_per_request sets it up front)",
+                self._url(),
+                refused,
+                accepted,
+            )
 
     def _texts(self, request: ScoreRequest) -> tuple[str, list[str]]:
         if self.apply_template:
@@ -200,7 +246,11 @@ class HttpEngine:
             )
         return request.query, list(request.documents)
 
-    def _post(self, client: httpx.Client, body: dict[str, Any], count: int) -> list[float]:
+    def _body(self, chunk: Chunk) -> dict[str, Any]:
+        return self.dialect.build(chunk.query, chunk.documents, self.model, chunk.instruction)
+
+    def _post(self, client: httpx.Client, chunk: Chunk) -> list[float]:
+        body, count = self._body(chunk), len(chunk.documents)
         for attempt in range(self.max_retries + 1):
             try:
                 response = client.post(self.dialect.path, json=body)
@@ -213,9 +263,8 @@ class HttpEngine:
             time.sleep(wait)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _apost(
-        self, client: httpx.AsyncClient, body: dict[str, Any], count: int
-    ) -> list[float]:
+    async def _apost(self, client: httpx.AsyncClient, chunk: Chunk) -> list[float]:
+        body, count = self._body(chunk), len(chunk.documents)
         for attempt in range(self.max_retries + 1):
             try:
                 response = await client.post(self.dialect.path, json=body)
@@ -280,9 +329,20 @@ def _merge(
     requests: Sequence[ScoreRequest], chunks: list[Chunk], answers: list[list[float]]
 ) -> list[ScoredDocuments]:
     scores = [[0.0] * len(r.documents) for r in requests]
-    for (i, start, _, count), answer in zip(chunks, answers, strict=True):
-        scores[i][start : start + count] = answer
+    for chunk, answer in zip(chunks, answers, strict=True):
+        scores[chunk.request][chunk.start : chunk.start + len(answer)] = answer
     return [ScoredDocuments(s, [False] * len(s)) for s in scores]
+
+
+def _too_large(error: RemoteStatusError, chunk: Chunk) -> bool:
+    """A 413 for two documents or more: worth sending again in halves."""
+    return error.status_code == 413 and len(chunk.documents) > 1
+
+
+def _halves(chunk: Chunk) -> tuple[Chunk, Chunk]:
+    half = (len(chunk.documents) + 1) // 2
+    first = chunk._replace(documents=chunk.documents[:half])
+    return first, chunk._replace(start=chunk.start + half, documents=chunk.documents[half:])
 
 
 def _transport_error(exc: httpx.TransportError, url: str) -> RemoteError:
