@@ -10,12 +10,15 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from typing import Any, NoReturn, TextIO
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from .documents import parse_documents, read_documents
 from .errors import ConfigurationError, InvalidInputError, Qwen3RerankError
 from .results import RerankResult
 from .workloads import WORKLOADS
+
+if TYPE_CHECKING:
+    from .reranker import Reranker
 
 __all__ = ["main"]
 
@@ -58,8 +61,9 @@ def _parser() -> argparse.ArgumentParser:
     rerank = commands.add_parser(
         "rerank",
         help="rank documents from a file or stdin against a query",
-        description="Rank documents (one per line, or JSONL with --jsonl) against a query. "
-        "Blank lines are skipped; 'index' counts the documents read, from 0.",
+        description="Rank documents (one per line, or JSONL with --jsonl) against a query, "
+        "with a local model (--model) or on a rerank server (--url). Blank lines are skipped; "
+        "'index' counts the documents read, from 0.",
     )
     rerank.add_argument("file", nargs="?", default="-", help="documents file, or - for stdin")
     rerank.add_argument("--query", "-q", required=True, help="the search query")
@@ -70,7 +74,8 @@ def _parser() -> argparse.ArgumentParser:
     rerank.add_argument("--text-field", default="text", help="JSONL field with the text")
     rerank.add_argument("--format", choices=("jsonl", "table"), default="jsonl")
     rerank.add_argument("--quiet", action="store_true", help="no progress bar")
-    _engine_arguments(rerank)
+    _remote_arguments(rerank, "score on this rerank server instead of a local model")
+    _engine_arguments(rerank, model_required=False)
     rerank.set_defaults(run=_run_rerank)
 
     serve = commands.add_parser(
@@ -95,9 +100,7 @@ def _parser() -> argparse.ArgumentParser:
         "a ranked table with score bars out. Give --model for a local engine or --url for a "
         "remote rerank server.",
     )
-    ui.add_argument("--url", help="remote rerank server instead of a local model")
-    ui.add_argument("--api", default="qwen3", help="remote API dialect (default qwen3)")
-    ui.add_argument("--api-key", help="remote API key")
+    _remote_arguments(ui, "remote rerank server instead of a local model")
     ui.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     ui.add_argument("--port", type=_positive_int, default=7860)
     _engine_arguments(ui, model_required=False)
@@ -124,12 +127,7 @@ def _parser() -> argparse.ArgumentParser:
         "--latency-queries", type=_positive_int, default=12, help="queries timed alone (12)"
     )
     bench.add_argument("--seed", type=int, default=0, help="seed of the first inputs (0)")
-    bench.add_argument("--url", help="time this rerank server; --model names its model")
-    bench.add_argument("--api", default="qwen3", help="remote API dialect (default qwen3)")
-    bench.add_argument("--api-key", help="remote API key")
-    bench.add_argument(
-        "--max-documents", type=_positive_int, help="remote: documents per request at most"
-    )
+    _remote_arguments(bench, "time this rerank server; --model names its model")
     bench.add_argument("--format", choices=("table", "json"), default="table")
     bench.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     _engine_arguments(bench)
@@ -146,6 +144,32 @@ def _parser() -> argparse.ArgumentParser:
     make.add_argument("--seed", type=int, default=0)
     make.set_defaults(run=_run_make_model)
     return parser
+
+
+def _remote_arguments(parser: argparse.ArgumentParser, url_help: str) -> None:
+    group = parser.add_argument_group("remote server")
+    group.add_argument("--url", help=url_help)
+    group.add_argument("--api", default="qwen3", help="API dialect (default qwen3)")
+    group.add_argument("--api-key", help="sent as 'Authorization: Bearer KEY'")
+    group.add_argument("--max-documents", type=_positive_int, help="documents per request at most")
+
+
+def _reranker(args: argparse.Namespace) -> Reranker:
+    """A remote reranker with ``--url`` (``--model``, if given, names the server's model),
+    else a local engine from the engine options."""
+    from .reranker import Reranker
+
+    if args.url:
+        return Reranker.remote(
+            args.url,
+            args.model,
+            api=args.api,
+            api_key=args.api_key,
+            max_documents_per_request=args.max_documents,
+        )
+    if args.model is None:
+        raise UsageError("give --model (a local engine) or --url (a rerank server)")
+    return Reranker(args.model, **_engine_options(args))
 
 
 def _engine_arguments(parser: argparse.ArgumentParser, model_required: bool = True) -> None:
@@ -185,10 +209,8 @@ def _run_rerank(args: argparse.Namespace) -> int:
         _quiet_transformers()
     from tqdm import tqdm
 
-    from .reranker import Reranker
-
     with (
-        Reranker(args.model, **_engine_options(args)) as rr,
+        _reranker(args) as rr,
         tqdm(total=len(records), unit="doc", file=sys.stderr, disable=not show_progress) as bar,
     ):
         results = rr.rerank(
@@ -243,15 +265,10 @@ def _run_serve(args: argparse.Namespace) -> int:
 def _run_ui(args: argparse.Namespace) -> int:
     if (args.model is None) == (args.url is None):
         raise UsageError("give either --model (local engine) or --url (remote server)")
-    from .reranker import Reranker
     from .ui import build_ui
 
     _quiet_transformers()
-    if args.url:
-        rr = Reranker.remote(args.url, api=args.api, api_key=args.api_key)
-    else:
-        rr = Reranker(args.model, **_engine_options(args))
-    with rr:
+    with _reranker(args) as rr:
         demo = build_ui(rr)
         print(f"qwen3-rerank: page on http://{args.host}:{args.port}", file=sys.stderr)
         demo.launch(server_name=args.host, server_port=args.port, share=False, show_error=False)
@@ -264,20 +281,9 @@ def _run_bench(args: argparse.Namespace) -> int:
     except ImportError as exc:
         raise UsageError("transformers is missing: pip install 'qwen3-rerank[torch]'") from exc
     from .bench import bench
-    from .reranker import Reranker
 
     _quiet_transformers()
-    if args.url:
-        rr = Reranker.remote(
-            args.url,
-            args.model,
-            api=args.api,
-            api_key=args.api_key,
-            max_documents_per_request=args.max_documents,
-        )
-    else:
-        rr = Reranker(args.model, **_engine_options(args))
-    with rr:
+    with _reranker(args) as rr:
         tokenizer = AutoTokenizer.from_pretrained(args.model)  # makes the inputs, counts tokens
         results = bench(
             rr,

@@ -137,6 +137,15 @@ def test_fp8_from_the_command_line(tiny_model: Path) -> None:
         assert [got[i] for i in range(len(DOCS))] == pytest.approx(rr.score(QUERY, DOCS), abs=1e-6)
 
 
+def test_rerank_needs_a_model_or_a_server() -> None:
+    out = run_cli("rerank", "-q", "q", "-", stdin="doc\n")
+    assert out.returncode == 2
+    assert (
+        out.stderr.strip()
+        == "qwen3-rerank: error: give --model (a local engine) or --url (a rerank server)"
+    )
+
+
 def test_missing_model_folder_exit_2(tmp_path: Path) -> None:
     out = run_cli("rerank", "--model", str(tmp_path / "absent"), "-q", "q", "-", stdin="doc\n")
     assert out.returncode == 2

@@ -404,3 +404,26 @@ def test_cli_bench_times_a_real_server(served: str, tiny_model: Path) -> None:
     # a warm-up and one pass of 4 queries, 2 warm-up queries and 2 timed ones alone: 12 x 100
     # documents, each query in two requests of 50 (the server takes no more)
     assert metric(served, "qwen3_rerank_documents_total") - before == 1200
+
+
+def test_cli_rerank_on_a_real_server(served: str, reranker: Reranker, tmp_path: Path) -> None:
+    """``qwen3-rerank rerank --url``: the documents of a file ranked by the server, 60 of them
+    against its limit of 50 (learned from its 413), as the local engine ranks them."""
+    docs = [f"{DOCS[i % len(DOCS)]} ({i})" for i in range(60)]
+    path = tmp_path / "docs.txt"
+    path.write_text("\n".join(docs) + "\n", encoding="utf-8")
+    out = subprocess.run(
+        [
+            *(sys.executable, "-m", "qwen3_rerank.cli", "rerank", "--url", served),
+            *("--api-key", KEY, "-q", QUERY, "--top-n", "5", str(path)),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    lines = [json.loads(line) for line in out.stdout.splitlines()]
+    expected = reranker.rerank(QUERY, docs, top_n=5)
+    assert [line["index"] for line in lines] == [r.index for r in expected]
+    assert [line["score"] for line in lines] == pytest.approx([r.score for r in expected], abs=1e-5)
+    assert [line["document"] for line in lines] == [r.document for r in expected]
