@@ -118,11 +118,12 @@ def run_child(engine: str, model: str, workloads: list[str], out: Path) -> None:
     sys.path.insert(0, str(HERE))
     from engines import ENGINES
     from qwen3_rerank.prompt import DEFAULT_INSTRUCTION, PromptEncoder
+    from qwen3_rerank.tokenizing import batch_encoder
     from qwen3_rerank.workloads import Workload, build
 
     gpu = GpuMemory()
     tokenizer = AutoTokenizer.from_pretrained(model)
-    encoder = PromptEncoder(lambda t: tokenizer(t, add_special_tokens=False)["input_ids"])
+    encoder = PromptEncoder(batch_encoder(tokenizer))
     config = json.loads((Path(model) / "config.json").read_text())
     # Seed 0 is the workload itself (warm-up, accuracy); the others are fresh inputs of the
     # same shape for the timed passes, so that no engine replays work it cached on an earlier

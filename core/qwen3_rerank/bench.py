@@ -20,6 +20,7 @@ from typing import Any
 from .errors import ConfigurationError
 from .prompt import DEFAULT_INSTRUCTION, DEFAULT_MAX_LENGTH, PromptEncoder
 from .reranker import Reranker
+from .tokenizing import batch_encoder
 from .workloads import WORKLOADS, build
 
 __all__ = ["BenchResult", "bench"]
@@ -78,9 +79,7 @@ def bench(
         )
     if passes < 1 or latency_queries < 1:
         raise ConfigurationError("passes and latency_queries must be at least 1")
-    encoder = PromptEncoder(
-        lambda texts: tokenizer(texts, add_special_tokens=False)["input_ids"], max_length
-    )
+    encoder = PromptEncoder(batch_encoder(tokenizer), max_length)
     say = report or (lambda line: None)
     peak = _TorchPeak(reranker)
     # seed: the warm-up; the next ``passes`` seeds: the timed passes; then one per query
