@@ -175,7 +175,7 @@ def _reranker(args: argparse.Namespace) -> Reranker:
 def _engine_arguments(parser: argparse.ArgumentParser, model_required: bool = True) -> None:
     group = parser.add_argument_group("engine")
     group.add_argument("--model", "-m", required=model_required, help="Hub id or local folder")
-    group.add_argument("--engine", default="auto", help="auto | torch | vllm")
+    group.add_argument("--engine", default="auto", help="auto (torch) | torch | vllm")
     group.add_argument("--device", help="cpu | cuda | cuda:N (default: CUDA if available)")
     group.add_argument("--dtype", help="float32 | bfloat16 | float16")
     group.add_argument("--max-length", type=_positive_int, default=8192, help="tokens per pair")

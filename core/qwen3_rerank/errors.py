@@ -33,7 +33,15 @@ __all__ = [
     "RemoteError",
     "RemoteStatusError",
     "RemoteTimeoutError",
+    "clip",
 ]
+
+
+def clip(value: object, limit: int = 300) -> str:
+    """``value`` as one line of at most ``limit`` characters, for error messages: servers and
+    transformers answer with pages of text, and an error (a CLI's especially) must fit a line."""
+    text = " ".join(str(value).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 class Qwen3RerankError(Exception):
@@ -89,7 +97,7 @@ class RemoteStatusError(RemoteError):
     """The server answered with an HTTP error status."""
 
     def __init__(self, status_code: int, body: str, url: str) -> None:
-        super().__init__(f"{url} answered HTTP {status_code}: {body[:500]}")
+        super().__init__(f"{url} answered HTTP {status_code}: {clip(body, 500)}")
         self.status_code = status_code
         self.body = body
         self.retryable = status_code == 429 or status_code >= 500

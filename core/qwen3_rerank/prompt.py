@@ -33,6 +33,7 @@ __all__ = [
     "format_document_part",
     "format_pair",
     "format_query_part",
+    "format_sides",
 ]
 
 PREFIX = (
@@ -58,9 +59,26 @@ def format_document_part(document: str) -> str:
     return f"<Document>: {document}"
 
 
+def format_sides(
+    query: str, document_parts: Sequence[str], instruction: str
+) -> tuple[str, list[str]]:
+    """A query's pairs as the two strings that score APIs take (vLLM's ``score``, a plain
+    vLLM server): the query side (prefix and query part, the same for every document) and each
+    document's side (its document part and the suffix).
+
+    Args:
+        document_parts: :func:`format_document_part` texts, or the decoded tokens of one that
+            was cut to fit.
+    """
+    return PREFIX + format_query_part(query, instruction), [p + SUFFIX for p in document_parts]
+
+
 def format_pair(query: str, document: str, instruction: str = DEFAULT_INSTRUCTION) -> str:
     """The whole prompt of one pair as text (for engines and servers that take strings)."""
-    return PREFIX + format_query_part(query, instruction) + format_document_part(document) + SUFFIX
+    query_side, (document_side,) = format_sides(
+        query, [format_document_part(document)], instruction
+    )
+    return query_side + document_side
 
 
 @dataclass(frozen=True, slots=True)

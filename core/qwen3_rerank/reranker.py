@@ -12,14 +12,13 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import Any
 
+from . import engines
 from .engines.base import Engine, Progress, ScoredDocuments, ScoreRequest
 from .errors import ConfigurationError, InvalidInputError
-from .prompt import DEFAULT_INSTRUCTION, DEFAULT_MAX_LENGTH
+from .prompt import DEFAULT_INSTRUCTION
 from .results import RerankResult
 
-__all__ = ["ENGINES", "Reranker", "rank"]
-
-ENGINES = ("auto", "torch", "vllm")
+__all__ = ["Reranker", "rank"]
 
 
 class Reranker:
@@ -27,17 +26,21 @@ class Reranker:
 
     Args:
         model: A Hub id (``"Qwen/Qwen3-Reranker-0.6B"``) or a local folder.
-        engine: ``"auto"`` (vLLM when it is installed and a GPU is present, else torch),
-            ``"torch"``, ``"vllm"``, or an engine object you built (anything with the ``Engine``
-            protocol); then ``model`` must be ``None``.
-        device: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``None`` (CUDA when available).
-        dtype: ``"float32"``, ``"bfloat16"``, ``"float16"``, a torch dtype, or ``None``
-            (float32 on CPU, bfloat16 on GPU).
-        max_length: Most tokens per pair, template included; longer documents are truncated.
+        engine: ``"auto"`` (the torch engine; vLLM when given ``llm``), ``"torch"``,
+            ``"vllm"``, ``"remote"`` (see :meth:`remote`), another name registered with
+            :func:`qwen3_rerank.engines.register`, or an engine object you built (anything
+            with the ``Engine`` protocol); then ``model`` must be ``None``.
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``None`` (CUDA when available). Torch
+            engine only.
+        dtype: ``"float32"``, ``"bfloat16"``, ``"float16"``, a torch dtype (torch engine only),
+            or ``None`` (float32 on CPU, bfloat16 on GPU).
+        max_length: Most tokens per pair, template included; longer documents are truncated
+            (``None``: 8192).
         instruction: Default instruction for calls that give none.
         llm: An existing ``vllm.LLM`` to score with (implies ``engine="vllm"``).
-        **engine_options: Passed to the engine (``max_batch_tokens``, ``max_memory``,
-            ``kv_cache_memory_bytes``, ``revision``, ...).
+        **options: The engine's options (``max_batch_tokens``, ``max_memory``,
+            ``kv_cache_memory_bytes``, ``revision``, ...; docs/engines.md lists them). An
+            option the engine does not take raises ``ConfigurationError`` naming the engine.
 
     Example:
         >>> with Reranker("Qwen/Qwen3-Reranker-0.6B") as rr:  # doctest: +SKIP
@@ -52,37 +55,33 @@ class Reranker:
         engine: str | Engine = "auto",
         device: Any = None,
         dtype: Any = None,
-        max_length: int = DEFAULT_MAX_LENGTH,
+        max_length: int | None = None,
         instruction: str | None = None,
         llm: Any = None,
-        **engine_options: Any,
+        **options: Any,
     ) -> None:
         self.instruction = _check_instruction(instruction, DEFAULT_INSTRUCTION)
         self.model: str | None = os.fspath(model) if model is not None else None
-        """The model id or folder, or ``None`` for an engine object passed in."""
+        """The model id or folder (the model name sent, for a remote engine), or ``None`` for
+        an engine object passed in."""
+        given = {"device": device, "dtype": dtype, "max_length": max_length, "llm": llm}
+        options.update({name: value for name, value in given.items() if value is not None})
         if not isinstance(engine, str):
-            if model is not None:
-                raise ConfigurationError("pass either a model or an engine object, not both")
             if not isinstance(engine, Engine):
-                raise ConfigurationError(f"engine must be a name in {ENGINES} or an Engine")
+                raise ConfigurationError(
+                    f"engine must be a name in {engines.names()} or an Engine object"
+                )
+            if model is not None or options:
+                raise ConfigurationError(
+                    "an engine object comes with its model and options; pass neither"
+                )
             self.engine: Engine = engine
             return
-        if engine not in ENGINES:
-            raise ConfigurationError(f"unknown engine {engine!r}; choose one of {ENGINES}")
-        if llm is not None or engine == "vllm" or (engine == "auto" and _vllm_usable()):
-            from .engines.vllm import VllmEngine
-
-            if dtype is not None:
-                engine_options["dtype"] = dtype
-            self.engine = VllmEngine(model, llm=llm, max_length=max_length, **engine_options)
-            return
-        if model is None or not os.fspath(model).strip():
-            raise ConfigurationError("a model (Hub id or local folder) is required")
-        from .engines.torch import TorchEngine
-
-        self.engine = TorchEngine(
-            model, device=device, dtype=dtype, max_length=max_length, **engine_options
-        )
+        if self.model is not None and not self.model.strip():
+            raise ConfigurationError("model must not be blank")
+        if llm is not None and engine == "auto":
+            engine = "vllm"
+        self.engine = engines.create(engine, self.model, **options)
 
     @classmethod
     def remote(
@@ -96,6 +95,8 @@ class Reranker:
     ) -> Reranker:
         """A reranker that scores on a remote server (vLLM, Cohere, Jina, TEI, Infinity).
 
+        The same as ``Reranker(model, engine="remote", base_url=base_url, api=api, ...)``.
+
         Args:
             base_url: The server, e.g. ``"http://gpu-box:8000"``.
             model: Model name to send (``None``: the server's default).
@@ -104,14 +105,11 @@ class Reranker:
             instruction: Default instruction (needs a templating client or server).
             **options: ``api_key``, ``timeout``, ``max_retries``, ``max_concurrency``,
                 ``max_documents_per_request``, ``apply_template``, ``transport``, ...
-                (see :class:`~qwen3_rerank.engines.http.HttpEngine`).
+                (see :class:`~qwen3_rerank.engines.remote.RemoteOptions`).
         """
-        from .engines.http import HttpEngine
-
-        engine = HttpEngine(base_url, model=model, api=api, **options)
-        reranker = cls(engine=engine, instruction=instruction)
-        reranker.model = model
-        return reranker
+        return cls(
+            model, engine="remote", instruction=instruction, base_url=base_url, api=api, **options
+        )
 
     # -- scoring ---------------------------------------------------------------------------
 
@@ -301,17 +299,6 @@ def rank(
     ]
     results.sort(key=lambda r: (-r.score, r.index))
     return results[:top_n] if top_n is not None else results
-
-
-def _vllm_usable() -> bool:
-    """vLLM installed and a CUDA GPU present (without importing either heavy module twice)."""
-    import importlib.util
-
-    if importlib.util.find_spec("vllm") is None or importlib.util.find_spec("torch") is None:
-        return False
-    import torch
-
-    return bool(torch.cuda.is_available())
 
 
 def _is_list_like(value: object) -> bool:

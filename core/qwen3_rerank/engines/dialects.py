@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import InvalidResponseError
+from ..errors import InvalidResponseError, clip
 
 __all__ = ["DIALECTS", "Dialect"]
 
@@ -40,13 +40,17 @@ class Dialect:
             items = None
         if not isinstance(items, list):
             where = f"a {self.results_key!r} list" if self.results_key else "a list"
-            raise InvalidResponseError(f"{self.name}: expected {where}, got {_clip(payload)}")
+            raise InvalidResponseError(
+                f"{self.name}: expected {where}, got {clip(repr(payload), 200)}"
+            )
         if len(items) != count:
             raise InvalidResponseError(f"{self.name}: {len(items)} results for {count} documents")
         scores: list[float | None] = [None] * count
         for item in items:
             if not isinstance(item, dict):
-                raise InvalidResponseError(f"{self.name}: result is not an object: {_clip(item)}")
+                raise InvalidResponseError(
+                    f"{self.name}: result is not an object: {clip(repr(item), 200)}"
+                )
             index, score = item.get("index"), item.get(self.score_key)
             if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < count:
                 raise InvalidResponseError(
@@ -62,11 +66,6 @@ class Dialect:
                 raise InvalidResponseError(f"{self.name}: bad score {score!r} at index {index}")
             scores[index] = float(score)
         return [s for s in scores if s is not None]
-
-
-def _clip(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 200 else text[:199] + "…"
 
 
 def _with_model(body: dict[str, Any], model: str | None) -> dict[str, Any]:

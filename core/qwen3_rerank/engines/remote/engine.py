@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple
 
-from ..errors import (
+from ...errors import (
     ConfigurationError,
     EngineError,
     InvalidInputError,
@@ -34,17 +34,20 @@ from ..errors import (
     RemoteError,
     RemoteStatusError,
     RemoteTimeoutError,
+    clip,
 )
-from ..prompt import DEFAULT_INSTRUCTION, PREFIX, SUFFIX, format_document_part, format_query_part
-from .base import Progress, ScoredDocuments, ScoreRequest
-from .dialects import DIALECTS, Dialect
+from ...prompt import DEFAULT_INSTRUCTION, format_document_part, format_sides
+from ..base import Progress, ScoredDocuments, ScoreRequest
+from ..dialects import DIALECTS, Dialect
+from ..options import options_from
+from .options import RemoteOptions
 
 try:
     import httpx
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise MissingDependencyError("httpx", "remote") from exc
 
-__all__ = ["HttpEngine"]
+__all__ = ["RemoteEngine"]
 
 _log = logging.getLogger(__name__)
 
@@ -69,79 +72,49 @@ _LoopClients = tuple[
 _LANE = 4  # connections per async client (see _async_lanes)
 
 
-class HttpEngine:
+class RemoteEngine:
     """Scores through a remote ``/rerank`` API; safe to share between threads and tasks.
 
     Args:
-        base_url: The server, e.g. ``"http://gpu-box:8000"``.
         model: Model name sent in the body (``None``: omitted, the server's default).
-        api: ``"qwen3"`` (``qwen3-rerank serve``), ``"vllm"`` (``/v1/rerank``),
-            ``"vllm-score"`` (``/score``), ``"cohere"`` (``/v2/rerank``), ``"jina"``, ``"tei"``
-            or ``"infinity"``.
-        api_key: Sent as ``Authorization: Bearer <api_key>``.
-        timeout: Seconds per HTTP request.
-        max_retries: Retries after the first try, for connection errors, timeouts, 429, 5xx.
-        max_concurrency: Requests in flight at once, over all calls on this engine (sync
-            calls and each event loop's async calls count separately).
-        max_documents_per_request: Split longer lists (``None``: the API's own limit if any).
-        apply_template: Wrap query and documents in the Qwen3 template client-side; ``None``
-            picks it for the vLLM dialects, whose servers score the strings they get.
-        transport: An ``httpx`` transport for the sync client (e.g. ``httpx.MockTransport``
-            in your tests); a ``MockTransport`` serves the async client too.
-        async_transport: An ``httpx`` transport for the async client.
+        options: :class:`~qwen3_rerank.engines.remote.RemoteOptions`; or give them as keywords.
     """
 
     def __init__(
-        self,
-        base_url: str,
-        *,
-        model: str | None = None,
-        api: str = "vllm",
-        api_key: str | None = None,
-        timeout: float = 30.0,
-        max_retries: int = 3,
-        max_concurrency: int = 8,
-        max_documents_per_request: int | None = None,
-        apply_template: bool | None = None,
-        transport: httpx.BaseTransport | None = None,
-        async_transport: httpx.AsyncBaseTransport | None = None,
+        self, model: str | None = None, options: RemoteOptions | None = None, **kwargs: Any
     ) -> None:
-        if api not in DIALECTS:
-            raise ConfigurationError(f"unknown api {api!r}; choose one of {sorted(DIALECTS)}")
-        if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
-            raise ConfigurationError(f"base_url must start with http:// or https://: {base_url!r}")
-        checks = [("max_retries", max_retries, 0), ("max_concurrency", max_concurrency, 1)]
-        if max_documents_per_request is not None:
-            checks.append(("max_documents_per_request", max_documents_per_request, 1))
-        for name, value, least in checks:
-            if isinstance(value, bool) or not isinstance(value, int) or value < least:
-                raise ConfigurationError(f"{name} must be an integer >= {least}, got {value!r}")
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
-            raise ConfigurationError(f"timeout must be a positive number, got {timeout!r}")
-        self.dialect: Dialect = DIALECTS[api]
-        self.base_url = base_url.rstrip("/")
+        if options is None:
+            options = options_from("remote", RemoteOptions, kwargs)
+        elif kwargs:
+            raise ConfigurationError("give RemoteOptions or keyword options, not both")
+        self.options = options
+        self.dialect: Dialect = DIALECTS[options.api]
+        self.base_url = options.base_url.rstrip("/")
         self.model = model
-        self.max_retries = max_retries
-        self.max_concurrency = max_concurrency
-        limits = [n for n in (max_documents_per_request, self.dialect.max_documents) if n]
+        self.max_retries = options.max_retries
+        self.max_concurrency = options.max_concurrency
+        limits = [n for n in (options.max_documents_per_request, self.dialect.max_documents) if n]
         self.max_documents = min(limits) if limits else None
         self.apply_template = (
-            self.dialect.templated_by_client if apply_template is None else apply_template
+            self.dialect.templated_by_client
+            if options.apply_template is None
+            else options.apply_template
         )
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        headers = {"Authorization": f"Bearer {options.api_key}"} if options.api_key else {}
         self._settings: dict[str, Any] = {
             "base_url": self.base_url,
             # one TLS context for all clients: building one loads the CA bundle (~40 ms)
             "verify": httpx.create_ssl_context(),
-            "timeout": timeout,
+            "timeout": options.timeout,
             "headers": headers,
-            "limits": httpx.Limits(max_connections=max_concurrency),
+            "limits": httpx.Limits(max_connections=options.max_concurrency),
         }
+        transport, async_transport = options.transport, options.async_transport
         if async_transport is None and isinstance(transport, httpx.MockTransport):
             async_transport = transport
         self._async_transport = async_transport
         self._client: httpx.Client | None = httpx.Client(transport=transport, **self._settings)
-        self._gate = threading.BoundedSemaphore(max_concurrency)
+        self._gate = threading.BoundedSemaphore(options.max_concurrency)
         self._async: _LoopClients | None = None
 
     # -- the Engine protocol ------------------------------------------------------------------
@@ -151,7 +124,7 @@ class HttpEngine:
     ) -> list[ScoredDocuments]:
         client = self._client
         if client is None:
-            raise EngineError("HttpEngine is closed")
+            raise EngineError("RemoteEngine is closed")
         chunks = self._chunks(requests)
 
         def send(chunk: Chunk) -> list[float]:
@@ -166,7 +139,7 @@ class HttpEngine:
 
     async def ascore(self, requests: Sequence[ScoreRequest]) -> list[ScoredDocuments]:
         if self._client is None:
-            raise EngineError("HttpEngine is closed")
+            raise EngineError("RemoteEngine is closed")
         lanes = self._async_lanes()
         chunks = self._chunks(requests)
         answers = await asyncio.gather(*(self._asend(lanes, c) for c in chunks))
@@ -237,8 +210,8 @@ class HttpEngine:
 
     def _texts(self, request: ScoreRequest) -> tuple[str, list[str]]:
         if self.apply_template:
-            query = PREFIX + format_query_part(request.query, request.instruction)
-            return query, [format_document_part(d) + SUFFIX for d in request.documents]
+            parts = [format_document_part(d) for d in request.documents]
+            return format_sides(request.query, parts, request.instruction)
         if request.instruction != DEFAULT_INSTRUCTION and not self.dialect.sends_instruction:
             raise InvalidInputError(
                 f"the {self.dialect.name} API takes no instruction; pass apply_template=True "
@@ -290,7 +263,7 @@ class HttpEngine:
             payload = response.json()
         except ValueError as exc:
             raise InvalidResponseError(
-                f"{self._url()} answered with invalid JSON: {response.text[:200]!r}"
+                f"{self._url()} answered with invalid JSON: {clip(repr(response.text), 200)}"
             ) from exc
         return self.dialect.parse(payload, count)
 
