@@ -94,12 +94,16 @@ class RemoteTimeoutError(RemoteError):
 
 
 class RemoteStatusError(RemoteError):
-    """The server answered with an HTTP error status."""
+    """The server answered with an HTTP error status (``retry_after``: the seconds its
+    ``Retry-After`` header asked to wait, if it sent one)."""
 
-    def __init__(self, status_code: int, body: str, url: str) -> None:
+    def __init__(
+        self, status_code: int, body: str, url: str, retry_after: float | None = None
+    ) -> None:
         super().__init__(f"{url} answered HTTP {status_code}: {clip(body, 500)}")
         self.status_code = status_code
         self.body = body
+        self.retry_after = retry_after
         self.retryable = status_code == 429 or status_code >= 500
 
 

@@ -6,6 +6,7 @@ sorted :class:`RerankResult` lists with ``top_n`` and ``score_threshold`` applie
 
 from __future__ import annotations
 
+import asyncio
 import math
 import os
 from collections.abc import Sequence
@@ -221,6 +222,15 @@ class Reranker:
         """Releases the engine (model memory, threads, connections)."""
         self.engine.close()
 
+    async def aclose(self) -> None:
+        """``close`` for async code: waits until the engine's connections are closed, without
+        blocking the event loop (an engine's own ``aclose`` is used when it has one)."""
+        aclose = getattr(self.engine, "aclose", None)
+        if aclose is not None:
+            await aclose()
+        else:
+            await asyncio.to_thread(self.engine.close)
+
     def __enter__(self) -> Reranker:
         return self
 
@@ -231,6 +241,17 @@ class Reranker:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+    async def __aenter__(self) -> Reranker:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(engine={type(self.engine).__name__})"

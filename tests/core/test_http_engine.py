@@ -404,36 +404,24 @@ def test_bad_settings_and_closed_engine(server: FakeServer) -> None:
     assert rr.score(QUERY, []) == []  # nothing to send
 
 
-class CountingTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
-    """Real HTTP transports that count the requests handed to them at once."""
+class CountingTransport(httpx.AsyncBaseTransport):
+    """Real HTTP transports (one per event loop: connections belong to one) that count the
+    requests handed to them at once."""
 
     def __init__(self) -> None:
-        self.sync, self.async_ = httpx.HTTPTransport(), httpx.AsyncHTTPTransport()
+        self.real: dict[asyncio.AbstractEventLoop, httpx.AsyncHTTPTransport] = {}
         self.now = self.most = 0
-        self._lock = threading.Lock()
-
-    def _enter(self, step: int) -> None:
-        with self._lock:
-            self.now += step
-            self.most = max(self.most, self.now)
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        self._enter(1)
-        try:
-            response = self.sync.handle_request(request)
-            response.read()
-            return response
-        finally:
-            self._enter(-1)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        self._enter(1)
+        real = self.real.setdefault(asyncio.get_running_loop(), httpx.AsyncHTTPTransport())
+        self.now += 1
+        self.most = max(self.most, self.now)
         try:
-            response = await self.async_.handle_async_request(request)
+            response = await real.handle_async_request(request)
             await response.aread()
             return response
         finally:
-            self._enter(-1)
+            self.now -= 1
 
 
 @pytest.mark.parametrize(("limit", "own_transport"), [(2, True), (6, True), (6, False)])
@@ -454,7 +442,6 @@ def test_max_concurrency_holds_over_many_calls(
         api="cohere",
         max_concurrency=limit,
         transport=counted,
-        async_transport=counted,
     ) as rr:
         answers = asyncio.run(run(rr))
         with ThreadPoolExecutor(10) as pool:

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from qwen3_rerank import InvalidInputError, Qwen3RerankError, Reranker, RerankResult
+from qwen3_rerank import EngineError, InvalidInputError, Qwen3RerankError, Reranker, RerankResult
 from qwen3_rerank.engines.base import ScoredDocuments
 from qwen3_rerank.reranker import rank as _rank
 from tests.core.engine_contract import DOCUMENTS, QUERY
@@ -137,3 +137,11 @@ def test_query_too_long_for_max_length(tiny_model: Any) -> None:
         pytest.raises(InvalidInputError, match="no room for a document"),
     ):
         rr.rerank("long query " * 100, ["d"])
+
+
+async def test_async_with_closes_a_local_engine(tiny_model: Any) -> None:
+    async with Reranker(tiny_model, device="cpu") as rr:
+        scores = await rr.ascore(QUERY, DOCUMENTS)
+    assert len(scores) == len(DOCUMENTS)
+    with pytest.raises(EngineError, match="closed"):
+        await rr.ascore(QUERY, DOCUMENTS)

@@ -4,25 +4,24 @@ Long candidate lists are split into requests of at most ``max_documents_per_requ
 documents (TEI's default server limit, 32, is respected), sent concurrently up to
 ``max_concurrency`` and merged back in input order. A request the server refuses as too large
 (413) is sent again in two halves, and the engine sends at most that many documents per request
-from then on, so a server's lower limit is learned instead of failing every call. Connection
-errors, timeouts, 429 and 5xx are retried with exponential backoff and jitter, honouring
-``Retry-After``; other 4xx are not.
+from then on, so a server's lower limit is learned instead of failing every call. Other failures
+follow one retry policy (``retry.py``).
 Each answer is mapped by ``index`` and checked (``dialects.py``). For a plain vLLM server the
 client wraps query and documents in the Qwen3 template itself, exactly as the torch engine
 does; without it, rankings are close to random.
+
+There is one send path, async. Sync calls run it on the engine's own event loop, in a thread
+started on the first sync call, so that sync and async calls split, retry and learn alike.
 """
 
 from __future__ import annotations
 
 import asyncio
-import email.utils
+import concurrent.futures
 import logging
-import random
 import threading
-import time
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, NamedTuple
+from collections.abc import Coroutine, Sequence
+from typing import Any, NamedTuple, TypeVar
 
 from ...errors import (
     ConfigurationError,
@@ -41,6 +40,7 @@ from ..base import Progress, ScoredDocuments, ScoreRequest
 from ..dialects import DIALECTS, Dialect
 from ..options import options_from
 from .options import RemoteOptions
+from .retry import retry_after_seconds, retrying
 
 try:
     import httpx
@@ -51,9 +51,8 @@ __all__ = ["RemoteEngine"]
 
 _log = logging.getLogger(__name__)
 
-_BACKOFF_BASE_S = 0.5
-_BACKOFF_CAP_S = 8.0
-_RETRY_AFTER_CAP_S = 60.0
+_LANE = 4  # connections per async client (see _Lanes)
+T = TypeVar("T")
 
 
 class Chunk(NamedTuple):
@@ -66,10 +65,28 @@ class Chunk(NamedTuple):
     instruction: str
 
 
-_LoopClients = tuple[
-    asyncio.AbstractEventLoop, list[httpx.AsyncClient], asyncio.Queue[httpx.AsyncClient]
-]
-_LANE = 4  # connections per async client (see _async_lanes)
+class _Lanes:
+    """One event loop's free request slots: ``max_concurrency`` of them, over small async
+    clients of ``_LANE`` connections each (a client cannot outlive its loop).
+
+    The slots gate every call on the engine in this loop together. Why several small clients:
+    httpx's pool rescans all its connections, quadratically and polling idle sockets, whenever a
+    request starts or ends; 200 concurrent 1-document calls to our server through one pool of
+    32 connections cost 5.1 ms of client CPU per request, 1.7 ms this way."""
+
+    def __init__(self, settings: dict[str, Any], max_concurrency: int) -> None:
+        self.clients: list[httpx.AsyncClient] = []
+        # last in, first out: one caller at a time keeps reusing one warm connection
+        self.slots: asyncio.Queue[httpx.AsyncClient] = asyncio.LifoQueue()
+        for first in range(0, max_concurrency, _LANE):
+            size = min(_LANE, max_concurrency - first)
+            client = httpx.AsyncClient(**settings, limits=httpx.Limits(max_connections=size))
+            self.clients.append(client)
+            for _ in range(size):
+                self.slots.put_nowait(client)
+
+    async def aclose(self) -> None:
+        await asyncio.gather(*(client.aclose() for client in self.clients))
 
 
 class RemoteEngine:
@@ -88,11 +105,9 @@ class RemoteEngine:
         elif kwargs:
             raise ConfigurationError("give RemoteOptions or keyword options, not both")
         self.options = options
+        self.model = model
         self.dialect: Dialect = DIALECTS[options.api]
         self.base_url = options.base_url.rstrip("/")
-        self.model = model
-        self.max_retries = options.max_retries
-        self.max_concurrency = options.max_concurrency
         limits = [n for n in (options.max_documents_per_request, self.dialect.max_documents) if n]
         self.max_documents = min(limits) if limits else None
         self.apply_template = (
@@ -107,56 +122,70 @@ class RemoteEngine:
             "verify": httpx.create_ssl_context(),
             "timeout": options.timeout,
             "headers": headers,
-            "limits": httpx.Limits(max_connections=options.max_concurrency),
+            "transport": options.transport,
         }
-        transport, async_transport = options.transport, options.async_transport
-        if async_transport is None and isinstance(transport, httpx.MockTransport):
-            async_transport = transport
-        self._async_transport = async_transport
-        self._client: httpx.Client | None = httpx.Client(transport=transport, **self._settings)
-        self._gate = threading.BoundedSemaphore(options.max_concurrency)
-        self._async: _LoopClients | None = None
+        self._lock = threading.Lock()
+        self._lanes: dict[asyncio.AbstractEventLoop, _Lanes] = {}
+        self._own_loop: asyncio.AbstractEventLoop | None = None
+        self._own_thread: threading.Thread | None = None
+        self._closing: set[concurrent.futures.Future[None]] = set()  # kept until done
+        self._closed = False
 
     # -- the Engine protocol ------------------------------------------------------------------
 
     def score(
         self, requests: Sequence[ScoreRequest], progress: Progress | None = None
     ) -> list[ScoredDocuments]:
-        client = self._client
-        if client is None:
-            raise EngineError("RemoteEngine is closed")
-        chunks = self._chunks(requests)
-
-        def send(chunk: Chunk) -> list[float]:
-            scores = self._send(client, chunk)
-            if progress is not None:
-                progress(len(chunk.documents))
-            return scores
-
-        with ThreadPoolExecutor(max_workers=self.max_concurrency) as pool:
-            answers = list(pool.map(send, chunks))
-        return _merge(requests, chunks, answers)
+        return self._run(self._score(requests, progress))
 
     async def ascore(self, requests: Sequence[ScoreRequest]) -> list[ScoredDocuments]:
-        if self._client is None:
-            raise EngineError("RemoteEngine is closed")
-        lanes = self._async_lanes()
-        chunks = self._chunks(requests)
-        answers = await asyncio.gather(*(self._asend(lanes, c) for c in chunks))
-        return _merge(requests, chunks, list(answers))
+        return await self._score(requests, None)
 
     def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
-        if self._async is not None:
-            loop, clients, _ = self._async
-            self._async = None
-            if not loop.is_closed() and not loop.is_running():
-                for client in clients:
-                    loop.run_until_complete(client.aclose())
+        """Closes every connection. Clients of an event loop that is running (``close`` called
+        from async code) are closed by a task on that loop; use ``aclose`` to wait for it."""
+        with self._lock:
+            self._closed = True
+            lanes, self._lanes = self._lanes, {}
+            own_loop, own_thread = self._own_loop, self._own_thread
+            self._own_loop = self._own_thread = None
+        for loop, loop_lanes in lanes.items():
+            if loop is own_loop or loop.is_closed():
+                continue
+            if loop.is_running():
+                closing = asyncio.run_coroutine_threadsafe(loop_lanes.aclose(), loop)
+                if _running_loop() is loop:  # cannot wait here: the loop runs it after us
+                    self._closing.add(closing)
+                    closing.add_done_callback(self._closing.discard)
+                else:
+                    closing.result()
+            else:
+                loop.run_until_complete(loop_lanes.aclose())
+        if own_loop is not None and own_thread is not None:
+            if own_loop in lanes:
+                asyncio.run_coroutine_threadsafe(lanes[own_loop].aclose(), own_loop).result()
+            own_loop.call_soon_threadsafe(own_loop.stop)
+            own_thread.join()
+            own_loop.close()
 
-    # -- requests -----------------------------------------------------------------------------
+    async def aclose(self) -> None:
+        """``close``, waiting until this event loop's connections are closed."""
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            lanes = self._lanes.pop(loop, None)
+        if lanes is not None:
+            await lanes.aclose()
+        await asyncio.to_thread(self.close)
+
+    # -- the send path --------------------------------------------------------------------------
+
+    async def _score(
+        self, requests: Sequence[ScoreRequest], progress: Progress | None
+    ) -> list[ScoredDocuments]:
+        lanes = self._loop_lanes()
+        chunks = self._chunks(requests)
+        answers = await asyncio.gather(*(self._send(lanes, c, progress) for c in chunks))
+        return _merge(requests, chunks, list(answers))
 
     def _chunks(self, requests: Sequence[ScoreRequest]) -> list[Chunk]:
         chunks: list[Chunk] = []
@@ -168,31 +197,39 @@ class RemoteEngine:
                 chunks.append(Chunk(i, start, query, part, r.instruction))
         return chunks
 
-    def _send(self, client: httpx.Client, chunk: Chunk) -> list[float]:
+    async def _send(self, lanes: _Lanes, chunk: Chunk, progress: Progress | None) -> list[float]:
         try:
-            with self._gate:
-                return self._post(client, chunk)
+            scores = await self._post(lanes, chunk)
         except RemoteStatusError as error:
             if not _too_large(error, chunk):
                 raise
-        first, second = _halves(chunk)
-        scores = self._send(client, first) + self._send(client, second)
-        self._learn_limit(len(chunk.documents), len(first.documents))
+            first, second = _halves(chunk)
+            halves = await asyncio.gather(
+                self._send(lanes, first, progress), self._send(lanes, second, progress)
+            )
+            self._learn_limit(len(chunk.documents), len(first.documents))
+            return halves[0] + halves[1]
+        if progress is not None:
+            progress(len(chunk.documents))
         return scores
 
-    async def _asend(self, lanes: asyncio.Queue[httpx.AsyncClient], chunk: Chunk) -> list[float]:
-        client = await lanes.get()
-        try:
-            return await self._apost(client, chunk)
-        except RemoteStatusError as error:
-            if not _too_large(error, chunk):
-                raise
-        finally:
-            lanes.put_nowait(client)
-        first, second = _halves(chunk)
-        scores = await asyncio.gather(self._asend(lanes, first), self._asend(lanes, second))
-        self._learn_limit(len(chunk.documents), len(first.documents))
-        return scores[0] + scores[1]
+    async def _post(self, lanes: _Lanes, chunk: Chunk) -> list[float]:
+        """One request, tried again by the retry policy; a slot is held only while it is sent."""
+        body = self.dialect.build(chunk.query, chunk.documents, self.model, chunk.instruction)
+        async for attempt in retrying(self.options.max_retries):
+            with attempt:
+                client = await lanes.slots.get()
+                try:
+                    response = await client.post(self.dialect.path, json=body)
+                except httpx.TransportError as exc:
+                    raise _transport_error(exc, self._url()) from exc
+                finally:
+                    lanes.slots.put_nowait(client)
+                if not response.is_success:
+                    after = retry_after_seconds(response.headers.get("Retry-After"))
+                    raise RemoteStatusError(response.status_code, response.text, self._url(), after)
+                return self._parse(response, len(chunk.documents))
+        raise AssertionError("unreachable: the policy raises the last error")  # pragma: no cover
 
     def _learn_limit(self, refused: int, accepted: int) -> None:
         """After a 413 for ``refused`` documents whose halves went through: send at most
@@ -219,45 +256,6 @@ class RemoteEngine:
             )
         return request.query, list(request.documents)
 
-    def _body(self, chunk: Chunk) -> dict[str, Any]:
-        return self.dialect.build(chunk.query, chunk.documents, self.model, chunk.instruction)
-
-    def _post(self, client: httpx.Client, chunk: Chunk) -> list[float]:
-        body, count = self._body(chunk), len(chunk.documents)
-        for attempt in range(self.max_retries + 1):
-            try:
-                response = client.post(self.dialect.path, json=body)
-            except httpx.TransportError as exc:
-                wait = self._retry_or_raise(attempt, _transport_error(exc, self._url()), None)
-            else:
-                if response.is_success:
-                    return self._parse(response, count)
-                wait = self._retry_or_raise(attempt, _status_error(response, self._url()), response)
-            time.sleep(wait)
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    async def _apost(self, client: httpx.AsyncClient, chunk: Chunk) -> list[float]:
-        body, count = self._body(chunk), len(chunk.documents)
-        for attempt in range(self.max_retries + 1):
-            try:
-                response = await client.post(self.dialect.path, json=body)
-            except httpx.TransportError as exc:
-                wait = self._retry_or_raise(attempt, _transport_error(exc, self._url()), None)
-            else:
-                if response.is_success:
-                    return self._parse(response, count)
-                wait = self._retry_or_raise(attempt, _status_error(response, self._url()), response)
-            await asyncio.sleep(wait)
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def _retry_or_raise(
-        self, attempt: int, error: RemoteError, response: httpx.Response | None
-    ) -> float:
-        """Seconds to wait before trying again; raises when the error is final."""
-        if not error.retryable or attempt == self.max_retries:
-            raise error
-        return _backoff(attempt, response)
-
     def _parse(self, response: httpx.Response, count: int) -> list[float]:
         try:
             payload = response.json()
@@ -270,32 +268,42 @@ class RemoteEngine:
     def _url(self) -> str:
         return self.base_url + self.dialect.path
 
-    def _async_lanes(self) -> asyncio.Queue[httpx.AsyncClient]:
-        """This event loop's free request slots: ``max_concurrency`` of them, over small
-        async clients of ``_LANE`` connections each (a client cannot outlive its loop).
+    # -- event loops ----------------------------------------------------------------------------
 
-        The slots gate every call on this engine together (with a gate per call, a user's
-        transport saw every call's requests at once). Why several small clients: httpx's pool
-        rescans all its connections, quadratically and polling idle sockets, whenever a
-        request starts or ends; 200 concurrent 1-document calls to our server through one
-        pool of 32 connections cost 5.1 ms of client CPU per request, 1.7 ms this way."""
+    def _loop_lanes(self) -> _Lanes:
+        """The running loop's request slots, made on its first call."""
         loop = asyncio.get_running_loop()
-        if self._async is None or self._async[0] is not loop:
-            sizes = [
-                min(_LANE, self.max_concurrency - n) for n in range(0, self.max_concurrency, _LANE)
-            ]
-            settings = {**self._settings}
-            clients = []
-            # last in, first out: one caller at a time keeps reusing one warm connection
-            slots: asyncio.Queue[httpx.AsyncClient] = asyncio.LifoQueue()
-            for size in sizes:
-                settings["limits"] = httpx.Limits(max_connections=size)
-                client = httpx.AsyncClient(transport=self._async_transport, **settings)
-                clients.append(client)
-                for _ in range(size):
-                    slots.put_nowait(client)
-            self._async = (loop, clients, slots)
-        return self._async[2]
+        with self._lock:
+            if self._closed:
+                raise EngineError("RemoteEngine is closed")
+            lanes = self._lanes.get(loop)
+            if lanes is None:
+                # clients of a loop that has ended cannot be closed any more; let them go
+                for ended in [other for other in self._lanes if other.is_closed()]:
+                    del self._lanes[ended]
+                lanes = self._lanes[loop] = _Lanes(self._settings, self.options.max_concurrency)
+            return lanes
+
+    def _run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        """Runs ``coroutine`` to its end on the engine's own loop, from any thread."""
+        with self._lock:
+            if self._closed:
+                coroutine.close()
+                raise EngineError("RemoteEngine is closed")
+            if self._own_loop is None:
+                loop = asyncio.new_event_loop()
+                thread = threading.Thread(target=loop.run_forever, name="RemoteEngine", daemon=True)
+                thread.start()
+                self._own_loop, self._own_thread = loop, thread
+            own_loop = self._own_loop
+        return asyncio.run_coroutine_threadsafe(coroutine, own_loop).result()
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 def _merge(
@@ -322,33 +330,3 @@ def _transport_error(exc: httpx.TransportError, url: str) -> RemoteError:
     if isinstance(exc, httpx.TimeoutException):
         return RemoteTimeoutError(f"{url} did not answer in time ({type(exc).__name__})")
     return RemoteConnectionError(f"{url}: {type(exc).__name__}: {exc}")
-
-
-def _status_error(response: httpx.Response, url: str) -> RemoteStatusError:
-    return RemoteStatusError(response.status_code, response.text, url)
-
-
-def _backoff(attempt: int, response: httpx.Response | None) -> float:
-    """Seconds to wait before the next try: ``Retry-After`` if the server sent one, else
-    exponential backoff with jitter."""
-    if response is not None:
-        after = _retry_after(response.headers.get("Retry-After"))
-        if after is not None:
-            return min(after, _RETRY_AFTER_CAP_S)
-    delay: float = min(_BACKOFF_CAP_S, _BACKOFF_BASE_S * 2**attempt)
-    return delay * (0.5 + random.random() / 2)
-
-
-def _retry_after(value: str | None) -> float | None:
-    """``Retry-After`` as seconds or an HTTP date; ``None`` when absent or unreadable."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())

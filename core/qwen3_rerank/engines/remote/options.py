@@ -29,9 +29,8 @@ class RemoteOptions:
         max_documents_per_request: Split longer lists (``None``: the API's own limit if any).
         apply_template: Wrap query and documents in the Qwen3 template client-side; ``None``
             picks it for the vLLM dialects, whose servers score the strings they get.
-        transport: An ``httpx`` transport for the sync client (e.g. ``httpx.MockTransport``
-            in your tests); a ``MockTransport`` serves the async client too.
-        async_transport: An ``httpx`` transport for the async client.
+        transport: An ``httpx`` async transport for every request, sync calls' too (e.g.
+            ``httpx.MockTransport`` in your tests).
     """
 
     base_url: str
@@ -43,7 +42,6 @@ class RemoteOptions:
     max_documents_per_request: int | None = None
     apply_template: bool | None = None
     transport: Any = None
-    async_transport: Any = None
 
     def __post_init__(self) -> None:
         check_choice("api", self.api, tuple(sorted(DIALECTS)))
