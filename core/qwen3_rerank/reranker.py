@@ -18,6 +18,7 @@ from .engines.base import Engine, Progress, ScoredDocuments, ScoreRequest
 from .errors import ConfigurationError, InvalidInputError
 from .prompt import DEFAULT_INSTRUCTION
 from .results import RerankResult
+from .unique_pairs import unique_pairs
 
 __all__ = ["Reranker", "rank"]
 
@@ -130,7 +131,7 @@ class Reranker:
         request = self._request(query, documents, instruction)
         if not request.documents:
             return []
-        return self.engine.score([request], progress)[0].scores
+        return self._score([request], progress)[0].scores
 
     async def ascore(
         self, query: str, documents: Sequence[str], instruction: str | None = None
@@ -139,7 +140,7 @@ class Reranker:
         request = self._request(query, documents, instruction)
         if not request.documents:
             return []
-        return (await self.engine.ascore([request]))[0].scores
+        return (await self._ascore([request]))[0].scores
 
     def rerank(
         self,
@@ -190,7 +191,7 @@ class Reranker:
     ) -> list[list[RerankResult]]:
         """``rerank`` for many queries at once, each with its own documents; batched together."""
         requests = self._requests(queries, documents_lists, instruction, top_n, score_threshold)
-        scored = self.engine.score([r for r in requests if r.documents], progress)
+        scored = self._score([r for r in requests if r.documents], progress)
         return _rank_all(requests, scored, top_n, score_threshold)
 
     async def arerank_batch(
@@ -203,7 +204,7 @@ class Reranker:
     ) -> list[list[RerankResult]]:
         """Async ``rerank_batch``."""
         requests = self._requests(queries, documents_lists, instruction, top_n, score_threshold)
-        scored = await self.engine.ascore([r for r in requests if r.documents])
+        scored = await self._ascore([r for r in requests if r.documents])
         return _rank_all(requests, scored, top_n, score_threshold)
 
     def validate(
@@ -255,6 +256,21 @@ class Reranker:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(engine={type(self.engine).__name__})"
+
+    # -- scoring through the engine, each distinct pair once --------------------------------
+
+    def _score(
+        self, requests: list[ScoreRequest], progress: Progress | None
+    ) -> list[ScoredDocuments]:
+        unique, expand, copies = unique_pairs(requests)
+        scored = self.engine.score(unique, progress)
+        if progress is not None and copies:
+            progress(copies)  # the copies are scored too, by sharing
+        return expand(scored)
+
+    async def _ascore(self, requests: list[ScoreRequest]) -> list[ScoredDocuments]:
+        unique, expand, _ = unique_pairs(requests)
+        return expand(await self.engine.ascore(unique))
 
     # -- validation ------------------------------------------------------------------------
 

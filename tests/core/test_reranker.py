@@ -145,3 +145,35 @@ async def test_async_with_closes_a_local_engine(tiny_model: Any) -> None:
     assert len(scores) == len(DOCUMENTS)
     with pytest.raises(EngineError, match="closed"):
         await rr.ascore(QUERY, DOCUMENTS)
+
+
+def test_identical_pairs_are_sent_once_and_share_their_score() -> None:
+    """Through a real HTTP server that counts what it is sent: merged retriever results with
+    repeats cost one pair each, across queries too, and copies get the very same score."""
+    from tests.core.test_http_engine import FakeServer, vendor_score
+
+    server = FakeServer()
+    try:
+        docs = ["bamboo", "paris", "bamboo", "leaves", "paris"]
+        done: list[int] = []
+        with Reranker.remote(server.url, api="qwen3") as rr:
+            scores = rr.score(QUERY, docs, progress=done.append)
+            sent = [b["documents"] for _, _, b in server.requests]
+            assert sent == [["bamboo", "paris", "leaves"]]
+            assert scores == [vendor_score(d) for d in docs]
+            assert sum(done) == len(docs)  # progress counts every pair, copies included
+
+            del server.requests[:]
+            batch = rr.rerank_batch([QUERY, "other", QUERY], [docs[:2], docs[:2], docs[2:]])
+            bodies = sorted((b["query"], b["documents"]) for _, _, b in server.requests)
+            assert bodies == sorted([("other", docs[:2]), (QUERY, ["bamboo", "paris", "leaves"])])
+            singles = [rr.rerank(q, d) for q, d in ((QUERY, docs[:2]), ("other", docs[:2]))]
+            assert batch == [*singles, rr.rerank(QUERY, docs[2:])]
+
+            del server.requests[:]
+            rr.rerank_batch([QUERY, QUERY], [["bamboo"], ["bamboo"]], instruction="Find food")
+            rr.score(QUERY, ["bamboo"], instruction="Find plants")
+            instructions = [b["instruction"] for _, _, b in server.requests]
+            assert instructions == ["Find food", "Find plants"]  # another instruction, new pair
+    finally:
+        server.close()
