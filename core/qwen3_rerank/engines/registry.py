@@ -32,7 +32,7 @@ AUTO = "torch"
 @dataclass(frozen=True)
 class _Entry:
     engine: str | Callable[..., Engine]
-    options: str | type | None  # None: the torch engine until its TorchOptions lands
+    options: str | type
 
 
 _ENGINES: dict[str, _Entry] = {}
@@ -71,7 +71,14 @@ def resolve(name: str) -> str:
 def options_class(name: str) -> type | None:
     """The options dataclass of engine ``name``."""
     options = _ENGINES[resolve(name)].options
-    return _load(options) if isinstance(options, str) else options
+    if not isinstance(options, str):
+        return options
+    try:
+        return _load(options)  # type: ignore[no-any-return]
+    except ModuleNotFoundError as exc:
+        if options != _TORCH_OPTIONS or exc.name != _TORCH_OPTIONS.partition(":")[0]:
+            raise
+        return None  # the torch engine before its TorchOptions: see _torch_keywords
 
 
 def create(name: str, model: str | None = None, **options: Any) -> Engine:
@@ -111,7 +118,9 @@ def _load(spec: str) -> Any:
     return getattr(importlib.import_module(module), attribute)
 
 
-_ENGINES["torch"] = _Entry("qwen3_rerank.engines.torch:TorchEngine", None)
+# Until engines/torch/options.py exists, the torch engine takes plain keywords (_torch_keywords).
+_TORCH_OPTIONS = "qwen3_rerank.engines.torch.options:TorchOptions"
+_ENGINES["torch"] = _Entry("qwen3_rerank.engines.torch:TorchEngine", _TORCH_OPTIONS)
 register("vllm", "qwen3_rerank.engines.vllm:VllmEngine", "qwen3_rerank.engines.vllm:VllmOptions")
 register(
     "remote",

@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ConfigurationError, MissingDependencyError, ModelLoadError, clip
-from ..model_folder import check_model_folder
 from ..prompt import DEFAULT_MAX_LENGTH, PromptEncoder, format_document_part, format_sides
 from ..tokenizing import batch_encoder
 from .base import Progress, ScoredDocuments, ScoreRequest, ThreadedEngine, split_scores
-from .options import check_choice, check_int, check_number
+from .checkpoint import local_folder
+from .options import check_choice, check_int, check_number, options_from
 
 __all__ = [
     "DEFAULT_KV_CACHE_BYTES",
@@ -148,7 +148,7 @@ def llm_options(model: str, config: dict[str, Any], options: VllmOptions) -> dic
 
 
 def _read_config(model: str) -> dict[str, Any]:
-    folder = check_model_folder(model)
+    folder = local_folder(model)
     if folder is not None:
         config: dict[str, Any] = json.loads((folder / "config.json").read_text())
         return config
@@ -179,8 +179,6 @@ class VllmEngine(ThreadedEngine):
         **kwargs: Any,
     ) -> None:
         if options is None:
-            from .options import options_from
-
             options = options_from("vllm", VllmOptions, kwargs)
         elif kwargs:
             raise ConfigurationError("give VllmOptions or keyword options, not both")

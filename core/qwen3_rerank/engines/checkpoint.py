@@ -1,14 +1,13 @@
-"""Is a model name a local folder, and is that folder a model? Checked before any library
-loads it, so that a typo gives one clear ``ModelLoadError`` instead of a Hub lookup error."""
+"""Is a model name a local folder or a Hub id, and is the folder a model? (every engine asks)."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-from .errors import ModelLoadError
+from ..errors import ModelLoadError
 
-__all__ = ["check_model_folder", "looks_like_path"]
+__all__ = ["local_folder", "looks_like_path"]
 
 
 def looks_like_path(name: str) -> bool:
@@ -21,12 +20,11 @@ def looks_like_path(name: str) -> bool:
     )
 
 
-def check_model_folder(name: str) -> Path | None:
-    """The folder ``name`` names, checked to exist and hold a ``config.json``; ``None`` for a
-    Hub id.
+def local_folder(name: str) -> Path | None:
+    """The model folder ``name`` names, or ``None`` for a Hub id.
 
     Raises:
-        ModelLoadError: A path that is not a folder, or a folder without ``config.json``.
+        ModelLoadError: ``name`` is a path, but not to a folder with a ``config.json``.
     """
     if not looks_like_path(name):
         return None
