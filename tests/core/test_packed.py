@@ -7,13 +7,16 @@ import dataclasses
 import pytest
 import torch
 
-from qwen3_rerank.engines import packed
-from qwen3_rerank.engines.gated_mlp import CONFIG as gated_mlp_config
-from qwen3_rerank.engines.gated_mlp import _launch as gated_mlp_launch
-from qwen3_rerank.engines.gated_mlp import fits as gated_mlp_fits
-from qwen3_rerank.engines.gated_mlp import gated_mlp
-from qwen3_rerank.engines.packed import attention_grouped, attention_loop, attention_prefix, pack
-from qwen3_rerank.engines.prefix_attention import prefix_attention
+from qwen3_rerank.engines.torch import attention, layers
+from qwen3_rerank.engines.torch.attention import GROUPED, LOOP, PREFIX
+from qwen3_rerank.engines.torch.kernels.gated_mlp import CONFIG as gated_mlp_config
+from qwen3_rerank.engines.torch.kernels.gated_mlp import fits as gated_mlp_fits
+from qwen3_rerank.engines.torch.kernels.gated_mlp import gated_mlp
+from qwen3_rerank.engines.torch.kernels.gated_mlp import launch as gated_mlp_launch
+from qwen3_rerank.engines.torch.kernels.prefix_attention import prefix_attention
+from qwen3_rerank.engines.torch.layout import pack
+from qwen3_rerank.engines.torch.model import PackedQwen3
+from qwen3_rerank.engines.torch.transfer import moved, on_device
 
 
 def test_pack_layout() -> None:
@@ -97,28 +100,30 @@ def test_prefix_attention_kernel_equals_the_per_sequence_loop(
     gen = torch.Generator().manual_seed(0)
     prefixes = [[1] * 7, [2] * 3, [3] * 11]
     docs = [(i % 3, [4] * (1 + (37 * i) % 150)) for i in range(7)]
-    batch = dataclasses.replace(pack(prefixes, docs, head), key_block=key_block).to(device)
+    batch = on_device(dataclasses.replace(pack(prefixes, docs, head), key_block=key_block), device)
     rows = int(batch.cu_q[-1])
     q, k, v = (torch.randn(rows, h, 16, generator=gen).to(device, dtype) for h in (4, 2, 2))
     weight = (1 + torch.rand(16, generator=gen)).to(device, dtype)
     freqs = batch.positions.float()[:, None] * 0.3 ** torch.arange(8, device=device)
     angles = torch.cat((freqs, freqs), dim=-1)
     cos, sin = angles.cos().to(dtype), angles.sin().to(dtype)
-    ready = packed._rotate(  # the model's q-norm and RoPE, in fp32
-        packed._rms_norm(q.float(), weight.float(), 1e-6),
+    ready = layers.rotate(  # the model's q-norm and RoPE, in fp32
+        layers.rms_norm(q.float(), weight.float(), 1e-6),
         cos.float()[:, None],
         sin.float()[:, None],
     )
     final = batch.final()
     tolerance = {torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 2e-2}[dtype]
     for rows_of, part in ((slice(None), batch), (batch.last, final)):
-        want = attention_loop(ready[rows_of], k.float(), v.float(), part, 0.25)
+        want = LOOP(ready[rows_of], k.float(), v.float(), part, 0.25)
         if rope_q:
             rope = (weight, cos, sin, 1e-6)
             tiles, rows, keys = part.tiles, part.tile_rows, part.key_block
-            got = prefix_attention(q[rows_of], k, v, tiles, 0.25, rows, keys, rope)
+            got = prefix_attention(
+                q[rows_of], k, v, tiles, 0.25, block_m=rows, block_n=keys, rope_q=rope
+            )
         else:
-            got = attention_prefix(ready[rows_of].to(dtype), k, v, part, 0.25)
+            got = PREFIX(ready[rows_of].to(dtype), k, v, part, 0.25)
         assert got.dtype == dtype
         assert torch.allclose(got.float(), want, atol=tolerance)
 
@@ -136,7 +141,7 @@ def test_gated_mlp_kernel_equals_the_unfused_mlp(rows: int, dtype: torch.dtype) 
     weight = (torch.randn(2 * 256, 128, generator=gen) / 11).to(device, dtype)
     assert gated_mlp_fits(x, weight)
     got = gated_mlp(x, weight)
-    want = packed._silu_gate(x.float(), weight.float())
+    want = layers.silu_gate(x.float(), weight.float())
     assert got.shape == (rows, 256)
     assert got.dtype == dtype
     tolerance = {torch.float32: 1e-5, torch.float16: 5e-3, torch.bfloat16: 3e-2}[dtype]
@@ -148,7 +153,7 @@ def test_gated_mlp_kernel_equals_the_unfused_mlp(rows: int, dtype: torch.dtype) 
     # gate and up are rounded to the model dtype first, as the unfused path stores them (on
     # the H100 the two agreed bit for bit: benchmarks/results/probes/mlp_probe.json)
     if dtype != torch.float32:
-        unfused = packed._silu_gate(x, weight).float()
+        unfused = layers.silu_gate(x, weight).float()
         assert torch.allclose(got.float(), unfused, atol=tolerance, rtol=tolerance)
 
 
@@ -167,8 +172,8 @@ def test_gated_mlp_kernel_takes_only_whole_tiles() -> None:
 def test_grouped_attention_equals_the_per_sequence_loop(
     monkeypatch: pytest.MonkeyPatch, elements: int, padding: float, groups: int
 ) -> None:
-    monkeypatch.setattr(packed, "_GROUP_ELEMENTS", elements)
-    monkeypatch.setattr(packed, "_PADDING_LIMIT", padding)
+    monkeypatch.setattr(attention, "GROUP_ELEMENTS", elements)
+    monkeypatch.setattr(attention, "PADDING_LIMIT", padding)
     gen = torch.Generator().manual_seed(0)
     prefixes = [[1] * 7, [2] * 3, [3] * 11]
     docs = [(i % 3, [4] * (1 + (5 * i) % 13)) for i in range(9)]
@@ -177,10 +182,10 @@ def test_grouped_attention_equals_the_per_sequence_loop(
     q = torch.randn(rows, 4, 8, generator=gen)
     k = torch.randn(rows, 2, 8, generator=gen)
     v = torch.randn(rows, 2, 8, generator=gen)
-    want = attention_loop(q, k, v, batch, 8**-0.5)
-    got = attention_grouped(q, k, v, batch, 8**-0.5)
+    want = LOOP(q, k, v, batch, 8**-0.5)
+    got = GROUPED(q, k, v, batch, 8**-0.5)
     assert torch.allclose(got, want, atol=1e-6)
-    assert len(batch.attention_groups(q.device, q.dtype)) == groups
+    assert len(attention.plan_groups(batch, q.device, q.dtype)) == groups
 
 
 def test_fp8_matmul_tracks_the_bf16_product() -> None:
@@ -189,13 +194,13 @@ def test_fp8_matmul_tracks_the_bf16_product() -> None:
     x = torch.randn(37, 64, generator=gen).to(device, torch.bfloat16)
     w = torch.randn(48, 64, generator=gen) * torch.linspace(0.01, 3, 48)[:, None]
     w = w.to(device, torch.bfloat16)
-    quantized, scale = packed.quantize_fp8(w)
+    quantized, scale = layers.quantize_fp8(w)
     assert quantized.dtype == torch.float8_e4m3fn
     assert scale.shape == (1, 48)
     # each row uses the format's range: its largest entry maps to the largest FP8 value
     assert torch.allclose(quantized.float().abs().amax(dim=1).cpu(), torch.full((48,), 448.0))
     want = x.float() @ w.float().t()
-    got = packed._matmul(x, (quantized, scale)).float()
+    got = layers.matmul(x, layers.Fp8Weight(quantized, scale)).float()
     assert got.dtype == torch.float32
     error = (got - want).norm() / want.norm()
     assert error < 0.05
@@ -213,21 +218,29 @@ def test_residual_adds_stay_out_of_addmm() -> None:
     def weight(*shape: int) -> torch.Tensor:
         return torch.randn(*shape, dtype=torch.bfloat16) / shape[-1] ** 0.5
 
+    ones = torch.ones(hidden, dtype=torch.bfloat16)
+    layer = layers.LayerWeights(
+        input_norm=ones,
+        qkv=weight(hidden, hidden),
+        q_norm=ones,
+        k_norm=ones,
+        o=weight(hidden, hidden),
+        post_norm=ones,
+        gate_up=weight(2 * inter, hidden),
+        down=weight(hidden, inter),
+    )
     args = (
         torch.randn(rows, hidden, dtype=torch.bfloat16),
         torch.randn(rows, 2, hidden // 2, dtype=torch.bfloat16),
-        weight(hidden, hidden),
-        torch.ones(hidden, dtype=torch.bfloat16),
-        weight(2 * inter, hidden),
-        weight(hidden, inter),
+        layer,
         1e-6,
     )
     torch._dynamo.reset()
-    out, code = run_and_get_code(torch.compile(packed._post_attention), *args)
+    out, code = run_and_get_code(torch.compile(layers.post_attention), *args)
     source = "\n".join(code)
     assert "mm(" in source
     assert "addmm" not in source
-    torch.testing.assert_close(out, packed._post_attention(*args), rtol=0, atol=0.05)
+    torch.testing.assert_close(out, layers.post_attention(*args), rtol=0, atol=0.05)
 
 
 def test_moved_pads_each_tensor_and_keeps_its_dtype() -> None:
@@ -237,18 +250,18 @@ def test_moved_pads_each_tensor_and_keeps_its_dtype() -> None:
     tokens = torch.tensor([5, 6, 7], dtype=torch.int64)
     tiles = torch.arange(16, dtype=torch.int32).reshape(2, 8)
     last = torch.tensor([2], dtype=torch.int64)
-    got = packed.moved((tokens, tiles, last), device, (8, 4, 2))
+    got = moved((tokens, tiles, last), device, (8, 4, 2))
     assert [t.device.type for t in got] == [device.type] * 3
     assert [t.dtype for t in got] == [torch.int64, torch.int32, torch.int64]
     assert got[0].tolist() == [5, 6, 7, 0, 0, 0, 0, 0]
     assert got[1].tolist() == tiles.tolist() + [[0] * 8] * 2
     assert got[2].tolist() == [2, 0]
-    assert [t.tolist() for t in packed.moved((tokens, tiles), device)] == [
+    assert [t.tolist() for t in moved((tokens, tiles), device)] == [
         tokens.tolist(),
         tiles.tolist(),
     ]
     with pytest.raises(ValueError, match="pad"):
-        packed.moved((tokens,), device, (2,))
+        moved((tokens,), device, (2,))
 
 
 def test_rope_tables_are_transformers_rotary_embedding_and_bound_positions() -> None:
@@ -261,9 +274,7 @@ def test_rope_tables_are_transformers_rotary_embedding_and_bound_positions() -> 
     config = Qwen3Config(vocab_size=64, **SIZES["tiny"])
     body = Qwen3Model(config).eval()
     hidden = config.hidden_size
-    model = packed.PackedQwen3(
-        body, torch.zeros(hidden), 0.0, torch.device("cpu"), max_positions=40
-    )
+    model = PackedQwen3(body, torch.zeros(hidden), 0.0, torch.device("cpu"), max_positions=40)
     x = torch.zeros(1, 40, hidden)
     cos, sin = body.rotary_emb(x, torch.arange(40)[None])
     assert torch.equal(model.rope[0], cos[0])

@@ -72,21 +72,15 @@ def test_long_documents_tokenized_in_pieces_equal_card_recipe(tiny_model: Path) 
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="on CUDA, tests/gpu runs the kernel")
-@pytest.mark.parametrize("all_layers", [False, True], ids=["per-layer", "all-layers"])
-def test_gpu_attention_kernel_scores_like_card_recipe(tiny_model: Path, all_layers: bool) -> None:
+def test_gpu_attention_kernel_scores_like_card_recipe(tiny_model: Path) -> None:
     """The Triton prefix-attention kernel that the GPU runs, here in Triton's CPU interpreter
-    inside the whole engine: batches of several queries, documents cut across batches. Called
-    layer by layer, or from the all-layers function that CUDA compiles into one graph, where
+    inside the whole engine: batches of several queries, documents cut across batches, run
+    through the all-layers function that CUDA compiles into one graph (uncompiled here), where
     the kernel applies the q-norm and RoPE itself."""
     pytest.importorskip("triton")
-    from qwen3_rerank.engines import packed
-
     queries = [QUERY, "北京在哪里\uff1f"]
     lists = [DOCUMENTS, DOCUMENTS[::-1][:5]]
-    with Reranker(tiny_model, device="cpu", max_batch_tokens=700) as rr:
-        rr.engine._packed.attention = packed.attention_prefix  # type: ignore[attr-defined]
-        if all_layers:  # uncompiled here
-            rr.engine._packed._all_layers = packed._all_layers  # type: ignore[attr-defined]
+    with Reranker(tiny_model, device="cpu", max_batch_tokens=700, attention="prefix") as rr:
         assert rr.engine.attention == "prefix"  # type: ignore[attr-defined]
         batches = rr.rerank_batch(queries, lists)
     for query, docs, results in zip(queries, lists, batches, strict=True):

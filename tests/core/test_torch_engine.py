@@ -186,10 +186,10 @@ def test_out_of_memory_splits_the_batch(tiny_model: Path) -> None:
     class OneRowAtATime(TorchEngine):
         """The GPU stand-in: refuses any forward pass of more than one row, as a full GPU would."""
 
-        def _forward(self, encoded: Any, pairs: list[tuple[int, int]]) -> torch.Tensor:
+        def forward(self, encoded: Any, pairs: list[tuple[int, int]]) -> torch.Tensor:
             if len(pairs) > 1:
                 raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
-            return super()._forward(encoded, pairs)
+            return super().forward(encoded, pairs)
 
     engine = OneRowAtATime(tiny_model, device="cpu")
     budget = engine.max_batch_tokens
@@ -224,8 +224,8 @@ def test_non_finite_scores_are_an_engine_error(tiny_model: Path) -> None:
     from qwen3_rerank.engines.torch import TorchEngine
 
     class Overflowing(TorchEngine):
-        def _forward(self, encoded: Any, pairs: list[tuple[int, int]]) -> torch.Tensor:
-            scores = super()._forward(encoded, pairs)
+        def forward(self, encoded: Any, pairs: list[tuple[int, int]]) -> torch.Tensor:
+            scores = super().forward(encoded, pairs)
             return torch.full_like(scores, float("nan"))
 
     with (
@@ -254,25 +254,26 @@ def test_pieces_first_one_sized_apart() -> None:
     """Documents cut into pieces in order: the first piece of about ``first_chars``, the
     others of about ``chars``; each document in exactly one piece, an empty request too."""
     from qwen3_rerank.engines.base import ScoreRequest
-    from qwen3_rerank.engines.torch import _pieces
+    from qwen3_rerank.engines.torch.pipeline import pieces
 
     requests = [ScoreRequest("q", ["x" * 10] * 9, "i"), ScoreRequest("q", [], "i")]
-    assert _pieces(requests, 20, 40) == [(0, 0, 2), (0, 2, 6), (0, 6, 9), (1, 0, 0)]
-    assert _pieces(requests, 30) == [(0, 0, 3), (0, 3, 6), (0, 6, 9), (1, 0, 0)]
+    assert pieces(requests, 20, 40) == [(0, 0, 2), (0, 2, 6), (0, 6, 9), (1, 0, 0)]
+    assert pieces(requests, 30) == [(0, 0, 3), (0, 3, 6), (0, 6, 9), (1, 0, 0)]
 
 
-@pytest.mark.parametrize("inline", [False, True], ids=["helper-thread", "inline"])
-def test_pieces_tokenized_apart_score_like_one_piece(tiny_model: Path, inline: bool) -> None:
+@pytest.mark.parametrize("tokenize", ["thread", "inline"])
+def test_pieces_tokenized_apart_score_like_one_piece(tiny_model: Path, tokenize: str) -> None:
     """Requests tokenized in many small pieces (while earlier batches run, on the helper
     thread or between launches with a smaller first batch, as with CUDA graphs) give the
     scores and truncation flags of the padded reference, which tokenizes each request whole."""
     queries = [QUERY, "which city has a river", "bread"]
     docs = [DOCUMENTS, ["river " * 400, *DOCUMENTS[:3]], DOCUMENTS[::-1]]
+    small = {"max_length": 200, "max_batch_tokens": 200, "tokenize": tokenize}
     with (
-        Reranker(tiny_model, device="cpu", max_length=200, max_batch_tokens=200) as pieces,
+        Reranker(tiny_model, device="cpu", **small) as pieces,  # type: ignore[arg-type]
         Reranker(tiny_model, device="cpu", max_length=200, fast=False) as whole,
     ):
-        pieces.engine._tokenize_inline = inline  # type: ignore[attr-defined]
+        assert pieces.engine.tokenize == tokenize  # type: ignore[attr-defined]
         got = pieces.rerank_batch(queries, docs)
         want = whole.rerank_batch(queries, docs)
     for g, w in zip(got, want, strict=True):
@@ -286,18 +287,18 @@ def test_first_piece_is_launched_as_the_first_batch(tiny_model: Path) -> None:
     they fill less than the first batch's share of the budget (here at ~6 characters per
     token): waiting for the next piece to fill it would leave the GPU idle meanwhile."""
     from qwen3_rerank.engines.base import ScoreRequest
-    from qwen3_rerank.engines.torch import _CHARS_PER_TOKEN, _FIRST_BATCH, _pieces
+    from qwen3_rerank.engines.torch.pipeline import CHARS_PER_TOKEN, FIRST_BATCH, pieces
 
-    requests = [ScoreRequest(QUERY, ["river " * 50] * 40, "i")]
-    with Reranker(tiny_model, device="cpu", max_batch_tokens=2000) as rr:
-        engine: Any = rr.engine
-        engine._tokenize_inline = True
-        batches = list(engine._packed_batches(requests, []))
-    chars = 2000 * _CHARS_PER_TOKEN
-    first_piece = _pieces(requests, int(chars * _FIRST_BATCH), chars)[0]
+    documents = ["river " * 50] * 40
+    batches: list[int] = []
+    with Reranker(tiny_model, device="cpu", max_batch_tokens=2000, tokenize="inline") as rr:
+        rr.score(QUERY, documents, progress=batches.append)
+    chars = 2000 * CHARS_PER_TOKEN
+    requests = [ScoreRequest(QUERY, documents, "i")]
+    first_piece = pieces(requests, int(chars * FIRST_BATCH), chars)[0]
     assert 0 < first_piece[2] < 40
-    assert batches[0] == list(range(first_piece[2]))
-    assert [i for b in batches for i in b] == list(range(40))
+    assert batches[0] == first_piece[2]  # progress reports each batch as it is collected
+    assert sum(batches) == 40
 
 
 def test_fp8_projections_score_close_to_the_reference(tiny_model: Path, reranker: Reranker) -> None:
@@ -309,10 +310,10 @@ def test_fp8_projections_score_close_to_the_reference(tiny_model: Path, reranker
     ):
         got = fp8.score(QUERY, docs)
         plain = bf16.score(QUERY, docs)
-        layers = cast(Any, fp8.engine)._packed.layers
-        plain_bytes = cast(Any, bf16.engine)._packed.weight_bytes
-        fp8_bytes = cast(Any, fp8.engine)._packed.weight_bytes
-    qkv, qkv_scale = layers[0][1]  # q/k/v held in FP8 with one scale per output row
+        layers = cast(Any, fp8.engine).packed.layers
+        plain_bytes = cast(Any, bf16.engine).weight_bytes
+        fp8_bytes = cast(Any, fp8.engine).weight_bytes
+    qkv, qkv_scale = layers[0].qkv  # q/k/v held in FP8 with one scale per output row
     assert qkv.dtype == torch.float8_e4m3fn
     assert qkv_scale.shape == (1, qkv.shape[0])
     assert got != plain  # the FP8 matmuls ran

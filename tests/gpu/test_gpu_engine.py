@@ -14,8 +14,6 @@ import pytest
 import torch
 
 from qwen3_rerank import Reranker
-from qwen3_rerank.engines.gated_mlp import gated_mlp
-from qwen3_rerank.engines.packed import _silu_gate
 from qwen3_rerank.random_model import build_random_model
 from tests.core.engine_contract import EngineContract
 
@@ -78,7 +76,9 @@ def test_bf16_fast_path_matches_fp32_reference_on_06b(model_06b: Path) -> None:
     with Reranker(model_06b, device="cuda", dtype="float32", fast=False) as ref:
         want = [ref.score(q, d) for q, d in zip(queries, docs, strict=True)]
     with Reranker(model_06b, device="cuda") as fast:
-        assert fast.engine._packed.gate is gated_mlp  # type: ignore[attr-defined]
+        assert fast.engine.fused_mlp  # type: ignore[attr-defined]
+        assert fast.engine.cuda_graphs  # type: ignore[attr-defined]
+        assert fast.engine.tokenize == "inline"  # type: ignore[attr-defined]
         got = [
             [r.score for r in sorted(res, key=lambda r: r.index)]
             for res in fast.rerank_batch(queries, docs)
@@ -100,7 +100,7 @@ def test_fp8_compiled_path_stays_close_to_fp32_reference_on_06b(model_06b: Path)
     with Reranker(model_06b, device="cuda", dtype="float32", fast=False) as ref:
         want = [ref.score(q, d) for q, d in zip(queries, docs, strict=True)]
     with Reranker(model_06b, device="cuda", quantization="fp8") as fp8:
-        assert fp8.engine._packed.gate is _silu_gate  # type: ignore[attr-defined]
+        assert not fp8.engine.fused_mlp  # type: ignore[attr-defined]
         got = [fp8.score(q, d) for q, d in zip(queries, docs, strict=True)]
     pairs = list(zip(got, want, strict=True))
     diffs = [max(abs(a - b) for a, b in zip(g, w, strict=True)) for g, w in pairs]
@@ -116,7 +116,7 @@ def test_fp32_fast_path_equals_reference_on_gpu(model_06b: Path) -> None:
         want = ref.score(queries[0], docs[0])
     with Reranker(model_06b, device="cuda", dtype="float32") as fast:
         assert fast.engine.attention == "loop"  # type: ignore[attr-defined]
-        assert fast.engine._packed.gate is _silu_gate  # type: ignore[attr-defined]
+        assert not fast.engine.fused_mlp  # type: ignore[attr-defined]
         got = fast.score(queries[0], docs[0])
     assert max(abs(a - b) for a, b in zip(got, want, strict=True)) <= 1e-3
 
@@ -131,7 +131,8 @@ def test_max_memory_is_never_exceeded_and_scores_as_without(model_06b: Path) -> 
     torch.cuda.reset_peak_memory_stats()
     base = torch.cuda.memory_allocated()
     with Reranker(model_06b, device="cuda", max_memory="1.5GiB") as rr:
-        assert rr.engine._packed.embed_on_host  # type: ignore[attr-defined]
+        assert rr.engine.embedding_on_host  # type: ignore[attr-defined]
+        assert not rr.engine.cuda_graphs  # type: ignore[attr-defined]
         results = rr.rerank_batch(queries * 3, docs * 3)
         peak = torch.cuda.max_memory_allocated() - base
     assert peak <= 1.5 * 2**30, f"peak {peak / 2**30:.3f} GiB"
@@ -164,12 +165,12 @@ def test_real_out_of_memory_splits_and_still_scores_everything(model_06b: Path) 
 def test_flash_attention_fallback_scores_like_the_prefix_kernel(model_06b: Path) -> None:
     """Without Triton the engine runs PyTorch's FlashAttention varlen kernel instead: the same
     scores, through the same compiled graph."""
-    from qwen3_rerank.engines.packed import attention_flash
-
     queries, docs = workload(3)
     with Reranker(model_06b, device="cuda") as rr:
+        assert rr.engine.attention == "prefix"  # type: ignore[attr-defined]
         prefix = rr.score(queries[0], docs[0])
-        rr.engine._packed.attention = attention_flash  # type: ignore[attr-defined]
+    with Reranker(model_06b, device="cuda", attention="flash") as rr:
+        assert rr.engine.attention == "flash"  # type: ignore[attr-defined]
         flash = rr.score(queries[0], docs[0])
     assert max(abs(a - b) for a, b in zip(prefix, flash, strict=True)) <= 0.01
 
@@ -180,8 +181,10 @@ def test_unfused_mlp_scores_like_the_gated_mlp_kernel(model_06b: Path) -> None:
     the H100 they differed by up to 0.004 (benchmarks/results/gpu_tests_gated_mlp.log)."""
     queries, docs = workload(3)
     with Reranker(model_06b, device="cuda") as rr:
+        assert rr.engine.fused_mlp  # type: ignore[attr-defined]
         fused = rr.score(queries[0], docs[0])
-        rr.engine._packed.gate = _silu_gate  # type: ignore[attr-defined]
+    with Reranker(model_06b, device="cuda", fused_mlp=False) as rr:
+        assert not rr.engine.fused_mlp  # type: ignore[attr-defined]
         unfused = rr.score(queries[0], docs[0])
     assert max(abs(a - b) for a, b in zip(fused, unfused, strict=True)) <= 1e-2
 
@@ -208,26 +211,28 @@ def test_batches_replay_cuda_graphs(model_06b: Path) -> None:
         return scores, time.perf_counter() - start
 
     with Reranker(model_06b, device="cuda") as rr:
-        packed = rr.engine._packed  # type: ignore[attr-defined]
-        assert packed.replays_graphs
+        assert rr.engine.cuda_graphs  # type: ignore[attr-defined]
         graphed, graphed_s = run(rr, small)
         graphed_large, _ = run(rr, large)
         assert counters["inductor"]["cudagraph_skips"] == 0
-        graphs, packed._graphed = packed._graphed, None
+    # the same compiled graph launched kernel by kernel, tokenizing inline as with graphs
+    with Reranker(model_06b, device="cuda", cuda_graphs=False, tokenize="inline") as rr:
+        assert not rr.engine.cuda_graphs  # type: ignore[attr-defined]
         launched, launched_s = run(rr, small)
         launched_large, _ = run(rr, large)
-        packed._graphed = graphs
     assert max(abs(a - b) for a, b in zip(graphed, launched, strict=True)) <= 1e-2
     assert max(abs(a - b) for a, b in zip(graphed_large, launched_large, strict=True)) <= 1e-2
     assert graphed_s < 0.8 * launched_s, (graphed_s, launched_s)
 
 
 _MEMORY_SCRIPT = """
-import sys, torch
-sys.path.insert(0, "benchmarks")
-from memory_probe import smi_mib
+import subprocess, sys, torch
 from qwen3_rerank import Reranker
 from tests.gpu.test_gpu_engine import workload
+
+def smi_mib():  # whole-GPU used memory of the first GPU, as nvidia-smi reports it
+    query = ["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits"]
+    return int(subprocess.run(query, capture_output=True, text=True, check=True).stdout.split()[0])
 
 before = smi_mib()  # this process has no CUDA context yet; the idle parent's use stays put
 queries, docs = workload(5)

@@ -8,116 +8,19 @@ heads that share one key/value head (grouped-query attention: keys and values ar
 once for both), reads up to two context ranges (head, query prefix) whole and its own
 sequence causally. Scores match ``attention_loop`` up to float noise (tests compare them).
 
-The tile table (``tile_table``) is built on the host with the batch: eight int32 per tile,
-``q_start, q_end, diag, own, ctx0_start, ctx0_end, ctx1_start, ctx1_end``: query rows
-``[q_start, min(q_end, q_start + BLOCK_M))``; query row ``q_start + j`` sits at key row
-``diag + j`` and sees keys ``[own, diag + j]`` and both context ranges.
+The tile table is built on the host with the batch (:mod:`.tiles`).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
 
-import numpy as np
 import torch
 
-__all__ = [
-    "BLOCK_M",
-    "FINAL_BLOCK_M",
-    "KEY_BLOCK",
-    "available",
-    "final_tile_table",
-    "key_block",
-    "prefix_attention",
-    "tile_table",
-]
+from .scaffold import register, tl, triton
+from .tiles import BLOCK_M, KEY_BLOCK, LAUNCH, LONG_KEY_BLOCK
 
-# Query rows per tile (times 2 heads: 64 rows per matmul), keys per step and launch settings:
-# the fastest of 36 on the H100 for 268-token documents, and faster than FA2 at 4062 tokens
-# too (benchmarks/results/probes/attention_prefix_sweep.json; its times include each call's
-# launch, so GPU time was compared again below).
-BLOCK_M = 32
-KEY_BLOCK = 32
-LAUNCH = {"num_warps": 4, "num_stages": 3}
-FINAL_BLOCK_M = 8  # the last layer reads one row per document: one small tile each
-# Batches of long documents step through keys 64 at a time, and each tile runs the key blocks
-# it sees whole unmasked, then its causal edge; short ones step through 32 at a time, all of a
-# tile's few blocks in one masked loop (one loop per key range before: its software pipeline
-# restarted at each range). GPU time of one ~9216-row batch's 28 layers on the H100, documents
-# of 268 / 512 / 1024 / 2048 / 4062 tokens, medians of seven interleaved rounds on one host:
-# before, 32 or 64 keys, whichever was faster: 2.83 / 3.69 / 5.12 / 6.78 / 10.95 ms; one
-# masked loop, 32 keys: 2.43 / 3.51 / 5.26 / 7.94 / 14.08; unmasked blocks then the edge, 64
-# keys: 2.79 / 3.42 / 4.68 / 6.51 / 10.90. Another host gave 2.45 -> 2.25 ms at 268 tokens
-# (benchmarks/results/probes/attention_key_loops_ab_run*.json; 64-row tiles, 8 warps and 2 or
-# 4 stages were slower at every length).
-LONG_KEY_BLOCK = 64
-LONG_DOCUMENTS = 512  # tokens: a batch's mean document length, weighted by length
-_FIELDS = 8
-
-try:  # Triton ships with CUDA builds of PyTorch; without it the engine keeps FlashAttention
-    import triton
-    import triton.language as tl
-except ImportError:  # pragma: no cover - depends on the install
-    triton = None
-
-
-def available() -> bool:
-    """Whether the kernel can be launched here (Triton importable)."""
-    return triton is not None
-
-
-def tile_table(
-    seg_start: np.ndarray[Any, Any],
-    seg_len: np.ndarray[Any, Any],
-    ctx: np.ndarray[Any, Any],
-    block_m: int = BLOCK_M,
-) -> np.ndarray[Any, Any]:
-    """Tiles of ``block_m`` rows for packed sequences.
-
-    Args:
-        seg_start, seg_len: Each sequence's first packed row and length.
-        ctx: ``[S, 4]`` its context ranges ``ctx0_start, ctx0_end, ctx1_start, ctx1_end``
-            (empty ranges have start == end); adjacent ranges are merged into one.
-    """
-    ctx = ctx.astype(np.int64).copy()
-    joined = (ctx[:, 1] == ctx[:, 2]) & (ctx[:, 2] < ctx[:, 3])
-    ctx[joined, 1] = ctx[joined, 3]
-    ctx[joined, 2:] = ctx[joined, 3:4]
-    n_tiles = -(-seg_len // block_m)
-    seq = np.repeat(np.arange(len(seg_len)), n_tiles)
-    first_tile = np.concatenate(([0], np.cumsum(n_tiles)[:-1]))
-    within = np.arange(len(seq)) - np.repeat(first_tile, n_tiles)
-    q_start = seg_start[seq] + within * block_m
-    table = np.empty((len(seq), _FIELDS), dtype=np.int32)
-    table[:, 0] = q_start
-    table[:, 1] = (seg_start + seg_len)[seq]
-    table[:, 2] = q_start
-    table[:, 3] = seg_start[seq]
-    table[:, 4:] = ctx[seq]
-    return table
-
-
-def final_tile_table(
-    last: np.ndarray[Any, Any], own: np.ndarray[Any, Any], ctx: np.ndarray[Any, Any]
-) -> np.ndarray[Any, Any]:
-    """One tile per document for the last layer, whose queries are the documents' last rows
-    gathered in order (query row ``i`` is packed row ``last[i]``)."""
-    table = tile_table(np.arange(len(last)), np.ones(len(last), dtype=np.int64), ctx, 1)
-    table[:, 2] = last
-    table[:, 3] = own
-    return table
-
-
-def key_block(lengths: np.ndarray[Any, Any]) -> int:
-    """Keys per step for a batch of documents of these lengths: :data:`LONG_KEY_BLOCK` when
-    they are long, else :data:`KEY_BLOCK`. Long: their mean length, each weighted by its own
-    length (as the attention work grows with it), is at least :data:`LONG_DOCUMENTS`. The
-    key block also sets the kernel's loop: every block masked with :data:`KEY_BLOCK`, the
-    whole blocks unmasked with :data:`LONG_KEY_BLOCK`."""
-    n = lengths.astype(np.float64)
-    weighted = float((n * n).sum() / n.sum()) if n.sum() > 0 else 0.0
-    return LONG_KEY_BLOCK if weighted >= LONG_DOCUMENTS else KEY_BLOCK
+__all__ = ["prefix_attention"]
 
 
 if triton is not None:
@@ -358,6 +261,7 @@ def prefix_attention(
     v: torch.Tensor,
     tiles: torch.Tensor,
     scale: float,
+    *,
     block_m: int = BLOCK_M,
     block_n: int = KEY_BLOCK,
     rope_q: tuple[torch.Tensor, torch.Tensor, torch.Tensor, float] | None = None,
@@ -368,9 +272,7 @@ def prefix_attention(
     With ``rope_q = (q_norm_weight, cos, sin, eps)``, ``q`` is the raw projection and the
     kernel applies the q-norm and RoPE itself as it loads each tile (``cos``/``sin``: ``[T, D]``
     by packed row, the row being the tile table's ``diag`` for the last layer's gathered
-    rows): one pass over ``q`` instead of three. Per 100-document query on the H100,
-    inductor's q/k-norm + RoPE kernels went from 5.6 to 2.0 ms and this kernel from 8.6 to
-    9.9 ms (benchmarks/results/probes/)."""
+    rows): one pass over ``q`` instead of three (docs/how-it-works.md)."""
     if rope_q is None:
         out: torch.Tensor = torch.ops.qwen3_rerank.prefix_attention(
             q, k, v, tiles, scale, block_m, block_n, None, None, None, 0.0
@@ -432,12 +334,20 @@ def _launch(
     return out
 
 
-if triton is not None:
-    # An opaque custom op: torch.compile calls it from its graph as it is. (As a
-    # torch.library.triton_op, inductor recompiles the kernel's source itself, and Triton 3.6
-    # failed an assertion on it on the H100.)
-    _op = torch.library.custom_op("qwen3_rerank::prefix_attention", mutates_args=())(_launch)
+def _fake(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    tiles: torch.Tensor,
+    scale: float,
+    block_m: int,
+    block_n: int,
+    q_weight: torch.Tensor | None,
+    cos: torch.Tensor | None,
+    sin: torch.Tensor | None,
+    eps: float,
+) -> torch.Tensor:
+    return q.new_empty(q.shape)
 
-    @_op.register_fake
-    def _(q, k, v, tiles, scale, block_m, block_n, q_weight, cos, sin, eps):
-        return q.new_empty(q.shape)
+
+register("prefix_attention", _launch, _fake)

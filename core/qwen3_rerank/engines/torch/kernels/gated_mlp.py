@@ -1,32 +1,24 @@
 """The MLP's gate and up projections and its SiLU gate in one Triton kernel (CUDA, 16-bit).
 
 Unfused, the gate/up matmul writes ``[rows, 2 * inter]`` and a separate kernel reads it back to
-write ``silu(gate) * up``: per 100-document query on the H100 that kernel alone took 4.4 ms of
-~55 ms of GPU work, all of it memory traffic (benchmarks/results/probes/). Here each tile
-multiplies the same input rows by the gate and the up weights side by side, and applies the
-gate to the two fp32 products before anything is written: ``gate`` and ``up`` are rounded to
-the model dtype first, as they would be in memory, then ``silu(gate) * up`` is computed in fp32
-and rounded once, as inductor's fused kernel does (on the probe's random inputs the two agreed
-bit for bit; through the whole model, scores moved by up to 0.004, bf16 noise).
-
-The net gain is smaller than that kernel's time: Triton's matmul runs at ~540 TFLOP/s here
-against cuBLAS's ~700, so one query's GPU work went from 56.3 to 54.8 ms.
+write ``silu(gate) * up``, all of it memory traffic. Here each tile multiplies the same input
+rows by the gate and the up weights side by side, and applies the gate to the two fp32 products
+before anything is written: ``gate`` and ``up`` are rounded to the model dtype first, as they
+would be in memory, then ``silu(gate) * up`` is computed in fp32 and rounded once, as inductor's
+fused kernel does. Measurements: docs/how-it-works.md.
 """
 
 from __future__ import annotations
 
 import functools
-from typing import Any
 
 import torch
 
-__all__ = ["CONFIG", "available", "fits", "gated_mlp"]
+from .scaffold import register, tl, triton
 
-# Tile rows, columns (of each half: 256 products per row), reduction step, grouped row
-# blocks, warps, stages. On the H100, one program per SM, at 4608 / 9216 / 16384 rows: 0.108 /
-# 0.214 / 0.375 ms a layer against 0.116 / 0.235 / 0.394 for cuBLAS + inductor's kernel, within
-# 3% of the best of the other tilings and of a TMA variant
-# (benchmarks/results/probes/mlp_probe*.json).
+__all__ = ["CONFIG", "fits", "gated_mlp", "launch"]
+
+# Tile rows, columns (of each half), reduction step, grouped row blocks, warps, stages.
 CONFIG = {
     "BLOCK_M": 128,
     "BLOCK_N": 128,
@@ -35,18 +27,6 @@ CONFIG = {
     "num_warps": 8,
     "num_stages": 4,
 }
-
-try:  # Triton ships with CUDA builds of PyTorch
-    import triton
-    import triton.language as tl
-except ImportError:  # pragma: no cover - depends on the install
-    triton = None
-
-
-def available() -> bool:
-    """Whether the kernel can be launched here (Triton importable)."""
-    return triton is not None
-
 
 if triton is not None:
 
@@ -117,7 +97,7 @@ if triton is not None:
             )
 
 
-def _launch(
+def launch(
     x: torch.Tensor, weight: torch.Tensor, config: dict[str, int], programs: int = 0
 ) -> torch.Tensor:
     """At most ``programs`` programs (default: one per SM on a GPU), never more than tiles."""
@@ -172,13 +152,11 @@ def gated_mlp(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
 
 
 def _op(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    return _launch(x, weight, CONFIG)
+    return launch(x, weight, CONFIG)
 
 
-if triton is not None:
-    # Opaque to torch.compile, like the attention kernel (see prefix_attention.py).
-    _custom = torch.library.custom_op("qwen3_rerank::gated_mlp", mutates_args=())(_op)
+def _fake(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    return x.new_empty(x.shape[0], weight.shape[0] // 2)
 
-    @_custom.register_fake
-    def _(x: Any, weight: Any) -> Any:
-        return x.new_empty(x.shape[0], weight.shape[0] // 2)
+
+register("gated_mlp", _op, _fake)

@@ -1,0 +1,78 @@
+"""Every private PyTorch API the engine uses, in one place (a torch upgrade is checked here).
+
+Each has no public equivalent in the torch versions the package supports (``torch>=2.5``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import torch
+
+__all__ = [
+    "flash_attention_varlen",
+    "mark_dynamic",
+    "mark_static_address",
+    "reset_cudagraph_trees",
+    "scaled_mm",
+    "set_allocator_settings",
+]
+
+
+def mark_dynamic(tensor: torch.Tensor, dim: int) -> None:
+    """Tells ``torch.compile`` that ``tensor``'s size ``dim`` varies between calls."""
+    torch._dynamo.mark_dynamic(tensor, dim)
+
+
+def mark_static_address(tensor: torch.Tensor) -> None:
+    """Tells CUDA graphs that ``tensor`` stays where it is: read in place, never copied in."""
+    torch._dynamo.mark_static_address(tensor)
+
+
+def reset_cudagraph_trees() -> None:
+    """Starts inductor's CUDA graph trees afresh (after an out-of-memory while recording, their
+    state is broken and every later recording in the process fails an assertion)."""
+    from torch._inductor.cudagraph_trees import reset_cudagraph_trees as reset
+
+    reset()
+
+
+def scaled_mm(
+    a: torch.Tensor,
+    b: torch.Tensor,
+    scale_a: torch.Tensor,
+    scale_b: torch.Tensor,
+    out_dtype: torch.dtype,
+) -> torch.Tensor:
+    """The FP8 matmul ``(a * scale_a) @ (b * scale_b)``, rounded to ``out_dtype``."""
+    out: torch.Tensor = torch._scaled_mm(
+        a, b, scale_a=scale_a, scale_b=scale_b, out_dtype=out_dtype
+    )
+    return out
+
+
+def flash_attention_varlen(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, lengths: tuple[Any, ...], scale: float
+) -> torch.Tensor:
+    """FlashAttention-2 varlen forward shipped in PyTorch (CUDA, 16-bit), causal masks aligned
+    bottom-right; ``lengths`` is ``(cu_q, cu_k, max_q, max_k)``."""
+    cu_q, cu_k, max_q, max_k = lengths
+    out = torch.ops.aten._flash_attention_forward(
+        q, k, v, cu_q, cu_k, max_q, max_k, 0.0, True, False, scale=scale
+    )
+    result: torch.Tensor = out[0]
+    return result
+
+
+def set_allocator_settings(settings: str) -> bool:
+    """Configures the CUDA caching allocator of this process; whether it could."""
+    setter = getattr(torch._C, "_accelerator_setAllocatorSettings", None)  # torch >= 2.9
+    if setter is None:
+        setter = getattr(torch.cuda.memory, "_set_allocator_settings", None)
+    if setter is None:
+        return False
+    with contextlib.suppress(RuntimeError):  # a platform without it
+        setter(settings)
+        return True
+    return False

@@ -1,0 +1,85 @@
+"""The prefix attention kernel's tile table and key step, from a batch's layout (pure, numpy).
+
+The table has eight int32 per tile, ``q_start, q_end, diag, own, ctx0_start, ctx0_end,
+ctx1_start, ctx1_end``: query rows ``[q_start, min(q_end, q_start + BLOCK_M))``; query row
+``q_start + j`` sits at key row ``diag + j`` and sees keys ``[own, diag + j]`` and both context
+ranges (the template head and the query prefix). The tile sizes and key steps were chosen by
+measurement: docs/how-it-works.md.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "BLOCK_M",
+    "FINAL_BLOCK_M",
+    "KEY_BLOCK",
+    "LONG_KEY_BLOCK",
+    "final_tile_table",
+    "key_block",
+    "tile_table",
+]
+
+BLOCK_M = 32  # query rows per tile (times the 2 heads sharing a key/value head)
+KEY_BLOCK = 32  # keys per step for short documents: every block in one masked loop
+LAUNCH = {"num_warps": 4, "num_stages": 3}
+FINAL_BLOCK_M = 8  # the last layer reads one row per document: one small tile each
+LONG_KEY_BLOCK = 64  # keys per step for long documents: whole blocks unmasked, then the edge
+LONG_DOCUMENTS = 512  # tokens: a batch's mean document length, weighted by length
+FIELDS = 8
+
+
+def tile_table(
+    seg_start: np.ndarray[Any, Any],
+    seg_len: np.ndarray[Any, Any],
+    ctx: np.ndarray[Any, Any],
+    block_m: int = BLOCK_M,
+) -> np.ndarray[Any, Any]:
+    """Tiles of ``block_m`` rows for packed sequences.
+
+    Args:
+        seg_start, seg_len: Each sequence's first packed row and length.
+        ctx: ``[S, 4]`` its context ranges ``ctx0_start, ctx0_end, ctx1_start, ctx1_end``
+            (empty ranges have start == end); adjacent ranges are merged into one.
+    """
+    ctx = ctx.astype(np.int64).copy()
+    joined = (ctx[:, 1] == ctx[:, 2]) & (ctx[:, 2] < ctx[:, 3])
+    ctx[joined, 1] = ctx[joined, 3]
+    ctx[joined, 2:] = ctx[joined, 3:4]
+    n_tiles = -(-seg_len // block_m)
+    seq = np.repeat(np.arange(len(seg_len)), n_tiles)
+    first_tile = np.concatenate(([0], np.cumsum(n_tiles)[:-1]))
+    within = np.arange(len(seq)) - np.repeat(first_tile, n_tiles)
+    q_start = seg_start[seq] + within * block_m
+    table = np.empty((len(seq), FIELDS), dtype=np.int32)
+    table[:, 0] = q_start
+    table[:, 1] = (seg_start + seg_len)[seq]
+    table[:, 2] = q_start
+    table[:, 3] = seg_start[seq]
+    table[:, 4:] = ctx[seq]
+    return table
+
+
+def final_tile_table(
+    last: np.ndarray[Any, Any], own: np.ndarray[Any, Any], ctx: np.ndarray[Any, Any]
+) -> np.ndarray[Any, Any]:
+    """One tile per document for the last layer, whose queries are the documents' last rows
+    gathered in order (query row ``i`` is packed row ``last[i]``)."""
+    table = tile_table(np.arange(len(last)), np.ones(len(last), dtype=np.int64), ctx, 1)
+    table[:, 2] = last
+    table[:, 3] = own
+    return table
+
+
+def key_block(lengths: np.ndarray[Any, Any]) -> int:
+    """Keys per step for a batch of documents of these lengths: :data:`LONG_KEY_BLOCK` when
+    they are long, else :data:`KEY_BLOCK`. Long: their mean length, each weighted by its own
+    length (as the attention work grows with it), is at least :data:`LONG_DOCUMENTS`. The
+    key block also sets the kernel's loop: every block masked with :data:`KEY_BLOCK`, the
+    whole blocks unmasked with :data:`LONG_KEY_BLOCK`."""
+    n = lengths.astype(np.float64)
+    weighted = float((n * n).sum() / n.sum()) if n.sum() > 0 else 0.0
+    return LONG_KEY_BLOCK if weighted >= LONG_DOCUMENTS else KEY_BLOCK
