@@ -188,6 +188,28 @@ def test_grouped_attention_equals_the_per_sequence_loop(
     assert len(attention.plan_groups(batch, q.device, q.dtype)) == groups
 
 
+def test_long_sequences_alone_run_causal_and_equal_the_loop() -> None:
+    """A sequence alone in its group past CAUSAL_ELEMENTS runs with its queries taken at all
+    of its key rows and a plain causal mask (none materialised): the loop's values, in every
+    layer but the last (whose queries are only the documents' last rows: masked groups)."""
+    gen = torch.Generator().manual_seed(0)
+    batch = pack([[1] * 30, [2] * 5], [(0, [3] * 700), (1, [4] * 20), (1, [5] * 900)], head=[6] * 9)
+    rows = int(batch.cu_q[-1])
+    q = torch.randn(rows, 4, 8, generator=gen)
+    k, v = torch.randn(2, rows, 2, 8, generator=gen)
+    groups = attention.plan_groups(batch, q.device, q.dtype)
+    assert sum(g.mask is None for g in groups) == 2  # the two long documents
+    assert torch.allclose(
+        GROUPED(q, k, v, batch, 8**-0.5), LOOP(q, k, v, batch, 8**-0.5), atol=1e-6
+    )
+    final = batch.final()
+    assert all(g.mask is not None for g in attention.plan_groups(final, q.device, q.dtype))
+    last = q[batch.last]
+    assert torch.allclose(
+        GROUPED(last, k, v, final, 8**-0.5), LOOP(last, k, v, final, 8**-0.5), atol=1e-6
+    )
+
+
 def test_fp8_matmul_tracks_the_bf16_product() -> None:
     device = "cuda" if CUDA else "cpu"  # torch 2.11's CPU build has no FP8 matmul
     gen = torch.Generator().manual_seed(0)

@@ -34,6 +34,7 @@ logger = logging.getLogger("qwen3_rerank.engines.torch")
 GROUP_ELEMENTS = 2**20  # mask elements per group: bounds the padded score matrix
 PADDING_LIMIT = 1.5  # padded / real score elements per group: keeps prefixes and documents
 #                      of very different lengths in separate SDPA calls
+CAUSAL_ELEMENTS = 2**18  # score elements past which a sequence alone runs unmasked, causal
 
 
 class AttentionBackend:
@@ -92,7 +93,12 @@ class GroupedAttention(AttentionBackend):
     """A few padded SDPA calls over length-sorted groups of sequences: far fewer calls than
     one per sequence. The plan, with float masks (faster than boolean ones in CPU SDPA), is
     made once per batch; grouped-query heads are shared inside SDPA instead of being copied
-    out per head."""
+    out per head.
+
+    A long sequence alone in its group runs without a mask: its queries are taken at all of
+    its key rows (head and prefix rows too, whose queries the batch has), which makes its
+    bottom-right causal mask a plain causal one, and SDPA's causal kernel skips the masked
+    half instead of reading a materialised mask (docs/how-it-works.md#on-cpu)."""
 
     name = "grouped"
 
@@ -107,7 +113,7 @@ class GroupedAttention(AttentionBackend):
             qs = q[g.q_index].transpose(1, 2)
             ks, vs = k[g.k_index].transpose(1, 2), v[g.k_index].transpose(1, 2)
             o = F.scaled_dot_product_attention(
-                qs, ks, vs, attn_mask=g.mask, scale=scale, enable_gqa=True
+                qs, ks, vs, attn_mask=g.mask, is_causal=g.mask is None, scale=scale, enable_gqa=True
             )
             out[g.rows] = o.transpose(1, 2).flatten(0, 1)[g.real]
         return out
@@ -119,7 +125,8 @@ class AttentionGroup:
 
     q_index: torch.Tensor  # [G, Lq] packed rows of each sequence's queries (0 for padding)
     k_index: torch.Tensor  # [G, Lk] packed rows of its keys/values
-    mask: torch.Tensor  # [G, 1, Lq, Lk] additive: 0 where a query sees a key, -inf elsewhere
+    mask: torch.Tensor | None  # [G, 1, Lq, Lk] additive: 0 where a query sees a key, -inf
+    #                            elsewhere; None: plain causal, queries at the key rows
     real: torch.Tensor  # flat positions in [G * Lq] of the real (unpadded) queries
     rows: torch.Tensor  # their packed rows: where the outputs go
 
@@ -146,6 +153,10 @@ def plan_groups(
                 break
             end, widest, work = end + 1, wider, more
         seqs = order[start:end]
+        if end - start == 1 and batch.row_queries and lq[seqs[0]] * lk[seqs[0]] > CAUSAL_ELEMENTS:
+            groups.append(_causal_group(batch, int(seqs[0]), device))
+            start = end
+            continue
         nq, nk = lq[seqs][:, None], lk[seqs][:, None]
         rows, cols = np.arange(nq.max())[None, :], np.arange(nk.max())[None, :]
         q_real, k_real = rows < nq, cols < nk
@@ -164,6 +175,21 @@ def plan_groups(
         groups.append(AttentionGroup(q_index, k_index, mask[:, None].to(device), real_t, rows_t))
         start = end
     return groups
+
+
+def _causal_group(batch: PackedBatch, seq: int, device: torch.device) -> AttentionGroup:
+    """Sequence ``seq`` as a plain causal square: queries at its key rows, outputs of its own
+    (last) rows kept."""
+    k_from, k_to = int(batch.cu_k[seq]), int(batch.cu_k[seq + 1])
+    q_from, q_to = int(batch.cu_q[seq]), int(batch.cu_q[seq + 1])
+    keys = torch.arange(k_from, k_to)
+    return AttentionGroup(
+        q_index=batch.key_index[k_from:k_to].to(device)[None],
+        k_index=keys.to(device)[None],
+        mask=None,
+        real=torch.arange(k_to - k_from - (q_to - q_from), k_to - k_from, device=device),
+        rows=torch.arange(q_from, q_to, device=device),
+    )
 
 
 def _flash(

@@ -46,6 +46,7 @@ class PackedBatch:
     key_block: int = KEY_BLOCK  # keys per step of the prefix kernel (kernels.tiles.key_block)
     docs_keys_from: int = 0  # the first document's first row in key_index
     docs_max_k: int = 0  # the most keys of one document
+    row_queries: bool = True  # queries come for every packed row (not so in the last layer)
     plans: dict[str, Any] = dataclasses.field(default_factory=dict)  # an attention's, per batch
 
     def final(self) -> PackedBatch:
@@ -67,6 +68,7 @@ class PackedBatch:
             final_tiles=self.final_tiles[:0],  # no layer after it
             tile_rows=FINAL_BLOCK_M,
             key_block=self.key_block,
+            row_queries=False,
         )
 
 
