@@ -59,7 +59,7 @@ def test_options_are_frozen_and_sizes_become_bytes() -> None:
 def test_unknown_option_names_the_torch_engine(tiny_model: Path) -> None:
     from qwen3_rerank.engines.torch import TorchEngine
 
-    with pytest.raises(ConfigurationError, match="torch engine takes no option 'gpu_layers'"):
+    with pytest.raises(ConfigurationError, match="the torch engine does not take gpu_layers"):
         TorchEngine(tiny_model, gpu_layers=3)
 
 

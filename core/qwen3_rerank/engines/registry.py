@@ -14,14 +14,13 @@ and it runs on CPU too. vLLM is used when asked for by name, or given an existin
 from __future__ import annotations
 
 import importlib
-import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ConfigurationError
 from .base import Engine
-from .options import options_from, refuse_unknown
+from .options import options_from
 
 __all__ = ["AUTO", "create", "names", "options_class", "register", "resolve"]
 
@@ -68,17 +67,10 @@ def resolve(name: str) -> str:
     return AUTO if name == "auto" else name
 
 
-def options_class(name: str) -> type | None:
+def options_class(name: str) -> type:
     """The options dataclass of engine ``name``."""
     options = _ENGINES[resolve(name)].options
-    if not isinstance(options, str):
-        return options
-    try:
-        return _load(options)  # type: ignore[no-any-return]
-    except ModuleNotFoundError as exc:
-        if options != _TORCH_OPTIONS or exc.name != _TORCH_OPTIONS.partition(":")[0]:
-            raise
-        return None  # the torch engine before its TorchOptions: see _torch_keywords
+    return _load(options) if isinstance(options, str) else options
 
 
 def create(name: str, model: str | None = None, **options: Any) -> Engine:
@@ -90,27 +82,9 @@ def create(name: str, model: str | None = None, **options: Any) -> Engine:
     """
     name = resolve(name)
     entry = _ENGINES[name]
-    options_type = options_class(name)
-    if options_type is not None:
-        typed: Any = options_from(name, options_type, options)
-        engine_class = _load(entry.engine) if isinstance(entry.engine, str) else entry.engine
-        return engine_class(model, options=typed)
-    from .torch import TorchEngine
-
-    refuse_unknown(name, options, _torch_keywords())
-    if model is None:
-        raise ConfigurationError("a model (Hub id or local folder) is required")
-    return TorchEngine(model, **options)
-
-
-def _torch_keywords() -> set[str]:
-    """The torch engine's options until its ``TorchOptions`` lands (then this goes): its
-    keyword parameters, and the ``from_pretrained`` options it forwards as ``**load_options``."""
-    from .torch import TorchEngine
-
-    parameters = inspect.signature(TorchEngine).parameters.values()
-    keywords = {p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY}
-    return keywords | {"revision", "cache_dir", "local_files_only", "token"}
+    typed: Any = options_from(name, options_class(name), options)
+    engine_class = _load(entry.engine) if isinstance(entry.engine, str) else entry.engine
+    return engine_class(model, options=typed)
 
 
 def _load(spec: str) -> Any:
@@ -118,9 +92,9 @@ def _load(spec: str) -> Any:
     return getattr(importlib.import_module(module), attribute)
 
 
-# Until engines/torch/options.py exists, the torch engine takes plain keywords (_torch_keywords).
-_TORCH_OPTIONS = "qwen3_rerank.engines.torch.options:TorchOptions"
-_ENGINES["torch"] = _Entry("qwen3_rerank.engines.torch:TorchEngine", _TORCH_OPTIONS)
+register(
+    "torch", "qwen3_rerank.engines.torch:TorchEngine", "qwen3_rerank.engines.torch:TorchOptions"
+)
 register("vllm", "qwen3_rerank.engines.vllm:VllmEngine", "qwen3_rerank.engines.vllm:VllmOptions")
 register(
     "remote",

@@ -14,6 +14,7 @@ from ...errors import ConfigurationError
 from ...prompt import EncodedRequest, PromptEncoder
 from ...tokenizing import batch_encoder
 from ..base import Progress, ScoredDocuments, ScoreRequest, ThreadedEngine
+from ..options import options_from
 from .budget import configure_allocator, token_budget
 from .graphs import graph_rows
 from .layout import pack
@@ -56,11 +57,13 @@ class TorchEngine(ThreadedEngine):
 
     def __init__(
         self,
-        model: str | os.PathLike[str],
+        model: str | os.PathLike[str] | None,
         options: TorchOptions | None = None,
         **kwargs: Any,
     ) -> None:
         self.options = options = _merged(options, kwargs)
+        if model is None:
+            raise ConfigurationError("a model (Hub id or local folder) is required")
         self.device = resolve_device(options.device)
         self.dtype = resolve_dtype(options.dtype, self.device)
         check_quantization(options, self.dtype, self.device)
@@ -218,14 +221,6 @@ class TorchEngine(ThreadedEngine):
 
 
 def _merged(options: TorchOptions | None, kwargs: dict[str, Any]) -> TorchOptions:
-    """``options`` with ``kwargs`` over it; an unknown name is a ConfigurationError."""
-    fields = {f.name for f in dataclasses.fields(TorchOptions)}
-    unknown = sorted(set(kwargs) - fields)
-    if unknown:
-        raise ConfigurationError(
-            f"the torch engine takes no option {', '.join(map(repr, unknown))}; "
-            f"its options: {', '.join(sorted(fields))}"
-        )
-    if options is None:
-        return TorchOptions(**kwargs)
-    return dataclasses.replace(options, **kwargs) if kwargs else options
+    """``options`` with ``kwargs`` over it; a name the engine does not take is refused."""
+    given = dataclasses.asdict(options) | kwargs if options is not None else kwargs
+    return options_from("torch", TorchOptions, given)
