@@ -289,7 +289,7 @@ def test_first_piece_is_launched_as_the_first_batch(tiny_model: Path) -> None:
     from qwen3_rerank.engines.base import ScoreRequest
     from qwen3_rerank.engines.torch.pipeline import CHARS_PER_TOKEN, FIRST_BATCH, pieces
 
-    documents = ["river " * 50] * 40
+    documents = [f"{'river ' * 50}{i}" for i in range(40)]  # distinct: none scored once for two
     batches: list[int] = []
     with Reranker(tiny_model, device="cpu", max_batch_tokens=2000, tokenize="inline") as rr:
         rr.score(QUERY, documents, progress=batches.append)
