@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 from .documents import parse_documents, read_documents
 from .errors import ConfigurationError, InvalidInputError, Qwen3RerankError
 from .results import RerankResult
-from .workloads import WORKLOADS
+from .workloads import CPU_WORKLOADS, GPU_WORKLOADS, WORKLOADS
 
 if TYPE_CHECKING:
     from .reranker import Reranker
@@ -110,17 +110,19 @@ def _parser() -> argparse.ArgumentParser:
         "bench",
         help="time the reranker on the benchmark workloads (pairs/s, latency, memory)",
         description="Time a local engine, or a rerank server with --url, on generated "
-        "workloads: rag100x256 (4 queries x 100 documents of 256 tokens), mixed16x100 (16 x "
-        "100 of 32-1024 tokens), long16x4000 (1 x 16 of 4000 tokens), words from the model's "
-        "tokenizer. Throughput: the whole workload in one call, the best of --passes after "
-        "warm-up calls; latency: one query at a time. Timed calls get fresh inputs.",
+        "workloads, words from the model's tokenizer. On a GPU or a server: rag100x256 (4 "
+        "queries x 100 documents of 256 tokens), mixed16x100 (16 x 100 of 32-1024 tokens), "
+        "long16x4000 (1 x 16 of 4000 tokens); on a CPU: query20x256 and query50x256 (1 query x "
+        "20 or 50 documents of 256 tokens), long4x2000 (1 x 4 of 2000 tokens). Throughput: "
+        "the whole workload in one call, the best of --passes after warm-up calls; latency: "
+        "one query at a time. Timed calls get fresh inputs.",
     )
     bench.add_argument(
         "--workload",
         "-w",
         action="append",
         choices=WORKLOADS,
-        help="repeatable (default: all three)",
+        help="repeatable (default: the three of the device)",
     )
     bench.add_argument("--passes", type=_positive_int, default=3, help="timed passes (3)")
     bench.add_argument(
@@ -285,10 +287,11 @@ def _run_bench(args: argparse.Namespace) -> int:
     _quiet_transformers()
     with _reranker(args) as rr:
         tokenizer = AutoTokenizer.from_pretrained(args.model)  # makes the inputs, counts tokens
+        on_cpu = getattr(getattr(rr.engine, "device", None), "type", None) == "cpu"
         results = bench(
             rr,
             tokenizer,
-            args.workload or WORKLOADS,
+            args.workload or (CPU_WORKLOADS if on_cpu else GPU_WORKLOADS),
             passes=args.passes,
             latency_queries=args.latency_queries,
             seed=args.seed,
