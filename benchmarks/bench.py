@@ -54,6 +54,13 @@ LARGE_ROWS = ["reference_fp32", "ours", "vllm_best"]  # 4B and 8B: the engine an
 SCORE_TOLERANCE = 0.1
 
 
+def query_gpu(field: str) -> str:
+    """One nvidia-smi ``--query-gpu`` field of the first GPU (no CUDA context of our own)."""
+    cmd = ["nvidia-smi", f"--query-gpu={field}", "--format=csv,noheader,nounits"]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    return out.splitlines()[0].strip()
+
+
 class GpuMemory:
     """Polls whole-GPU used memory with nvidia-smi; ``peak_gib()`` since the last ``reset()``."""
 
@@ -319,10 +326,14 @@ def main() -> int:
     )
     parser.add_argument("--large-rows", default=",".join(LARGE_ROWS), help="rows for 4B and 8B")
     parser.add_argument("--workloads", default=None, help="default: the device's three")
-    parser.add_argument("--passes", type=int, default=3)
-    parser.add_argument("--latency-queries", type=int, default=12)
+    parser.add_argument("--passes", type=int, help="timed calls per mode (3 on a GPU, 2 on a CPU)")
+    parser.add_argument("--latency-queries", type=int, help="(12 on a GPU, 1 on a CPU)")
     parser.add_argument(
-        "--quick", action="store_true", help="1 pass, 2 latency queries: a smoke test"
+        "--modes",
+        help="per_query,at_once on a GPU; per_query on a CPU (its workloads are one query each)",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="1 pass, 1 latency query: a smoke test"
     )
     parser.add_argument(
         "--models", default="/tmp/qwen3-rerank-bench", help="folder of the random models (kept)"

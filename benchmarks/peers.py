@@ -202,15 +202,31 @@ def seq_cls_folder(model: str) -> Path:
     return out
 
 
+# sentence-transformers 6 renders a (query, document) pair through the tokenizer's chat template,
+# one message per role: this one renders the official template around them, default instruction
+_ROLE = '{{ messages | selectattr("role", "eq", "%s") | map(attribute="content") | first }}'
+PAIR_TEMPLATE = (
+    f"{{{{ {json.dumps(PREFIX)} }}}}<Instruct>: {DEFAULT_INSTRUCTION}\n<Query>: "
+    + _ROLE.replace("%s", "query")
+    + "\n<Document>: "
+    + _ROLE.replace("%s", "document")
+    + f"{{{{ {json.dumps(SUFFIX)} }}}}"
+)
+
+
 def sentence_transformers(model: str, device: str) -> Row:
-    """sentence-transformers' CrossEncoder on the seq-cls conversion, the template applied to
-    each side of the pair, at the batch size that is fastest on each workload (a sweep on its
+    """sentence-transformers' CrossEncoder on the seq-cls conversion, the official template
+    applied by its chat template, at the batch size that is fastest on each workload (a sweep on its
     warm-up inputs)."""
     from sentence_transformers import CrossEncoder
 
     folder = seq_cls_folder(model)
     encoder = CrossEncoder(
-        str(folder), device=device, max_length=MAX_LENGTH, model_kwargs={"dtype": dtype_of(device)}
+        str(folder),
+        device=device,
+        max_length=MAX_LENGTH,
+        model_kwargs={"dtype": dtype_of(device)},
+        processor_kwargs={"chat_template": PAIR_TEMPLATE},
     )
     sizes = (16, 32, 64, 128) if device != "cpu" else (8, 32)
     chosen: dict[str, int] = {"batch": sizes[1]}
@@ -220,8 +236,7 @@ def sentence_transformers(model: str, device: str) -> Row:
         return [float(s) for s in scores]
 
     def pairs_of(query: str, documents: list[str]) -> list[list[str]]:
-        left = PREFIX + format_query_part(query, DEFAULT_INSTRUCTION)
-        return [[left, format_document_part(d) + SUFFIX] for d in documents]
+        return [[query, d] for d in documents]
 
     def at_once(queries: list[str], documents: list[list[str]]) -> Scores:
         pairs = [p for q, ds in zip(queries, documents, strict=True) for p in pairs_of(q, ds)]

@@ -95,6 +95,8 @@ def full_tables(run: dict[str, Any]) -> list[str]:
             ]
             for row, got in entry["rows"].items():
                 f = figures(entry, row, w)
+                if row in NOT_PEERS and "error" not in got:
+                    continue  # the yardstick: scores only, its diffs are in the other rows
                 if not f or "pairs_per_s" not in f:
                     why = f.get("error") or got.get("error") or "not run"
                     lines.append(
