@@ -326,6 +326,11 @@ def main() -> int:
     )
     parser.add_argument("--large-rows", default=",".join(LARGE_ROWS), help="rows for 4B and 8B")
     parser.add_argument("--workloads", default=None, help="default: the device's three")
+    parser.add_argument(
+        "--large-workloads",
+        default="rag100x256,long16x4000",
+        help="workloads for 4B and 8B (their fp32 reference is slow)",
+    )
     parser.add_argument("--passes", type=int, help="timed calls per mode (3 on a GPU, 2 on a CPU)")
     parser.add_argument("--latency-queries", type=int, help="(12 on a GPU, 1 on a CPU)")
     parser.add_argument(
@@ -362,6 +367,8 @@ def main() -> int:
     sizes = (args.sizes or ("0.6b" if on_cpu else "0.6b,4b,8b")).split(",")
     rows = (args.rows or ",".join(CPU_ROWS if on_cpu else GPU_ROWS)).split(",")
     large_rows = args.large_rows.split(",")
+    large_workloads = args.large_workloads.split(",")
+    big = any(size not in ("tiny", "0.6b") for size in sizes)
     workloads = (args.workloads or ",".join(CPU_WORKLOADS if on_cpu else GPU_WORKLOADS)).split(",")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -379,7 +386,7 @@ def main() -> int:
         "passes": args.passes,
         "latency_queries": args.latency_queries,
         "score_tolerance": SCORE_TOLERANCE,
-        "workloads": workloads,
+        "workloads": workloads + [w for w in large_workloads if w not in workloads and big],
         "models": {},
     }
     for size in sizes:
@@ -392,8 +399,9 @@ def main() -> int:
         }
         results["models"][size] = entry
         reference = None
-        for row in rows if size in ("tiny", "0.6b") else large_rows:
-            got = run_row(args, row, model, workloads, out)
+        small = size in ("tiny", "0.6b")
+        for row in rows if small else large_rows:
+            got = run_row(args, row, model, workloads if small else large_workloads, out)
             for name, figures in got.get("workloads", {}).items():
                 scores = figures.pop("scores", None)
                 if row == "reference_fp32":

@@ -47,7 +47,6 @@ class Row:
     scorer: Scorer
     info: dict[str, Any] = field(default_factory=dict)
     close: Callable[[], None] = lambda: None
-    in_process: bool = True  # its memory is this process's (torch peak, RSS)
 
 
 def dtype_of(device: str) -> torch.dtype:
@@ -294,7 +293,7 @@ def vllm_best(model: str, device: str) -> Row:
         return _split(classify(texts), documents)
 
     scorer = Scorer(lambda q, ds: classify([format_pair(q, d) for d in ds]), at_once)
-    return Row(scorer, {"call": "LLM.classify(TokensPrompt)"}, lambda: None, in_process=False)
+    return Row(scorer, {"call": "LLM.classify(TokensPrompt)"})
 
 
 def vllm_score(model: str, device: str) -> Row:
@@ -316,7 +315,7 @@ def vllm_score(model: str, device: str) -> Row:
         right = [doc_text(d) for ds in documents for d in ds]
         return _split([o.outputs.score for o in llm.score(left, right, use_tqdm=False)], documents)
 
-    return Row(Scorer(per_query, at_once), {"call": "LLM.score(str, [str])"}, in_process=False)
+    return Row(Scorer(per_query, at_once), {"call": "LLM.score(str, [str])"})
 
 
 SERVE_PORT = 8101
@@ -349,7 +348,7 @@ def vllm_serve(model: str, device: str) -> Row:
         "concurrency": CONCURRENCY,
         "start_s": round(started, 1),
     }
-    return Row(scorer, info, close, in_process=False)
+    return Row(scorer, info, close)
 
 
 def _wait_healthy(url: str, server: subprocess.Popen[Any], limit: float = 600) -> float:
