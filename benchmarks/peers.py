@@ -1,9 +1,9 @@
 """The rows of the benchmark: qwen3-rerank and each peer, set up the way a careful user would,
 behind ``ROWS[name](model, device) -> Row``.
 
-The model-card recipe is written here once more on purpose: ``card`` is the benchmark's copy
-(bf16 on a GPU, timed), tests/core/reference.py the tests' oracle (fp32, written from the card
-independently of this file); each keeps the other honest.
+The model-card recipe is written twice on purpose: ``card`` here is the benchmark's copy (timed,
+bf16 on a GPU), tests/core/reference.py the tests' oracle (float32, written from the card
+independently of this file and of the package's prompt code); each keeps the other honest.
 
 Every row scores with the official template and the default instruction. ``Row.scorer`` is what
 :func:`qwen3_rerank.bench.measure` times.

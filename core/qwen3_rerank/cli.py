@@ -142,7 +142,7 @@ def _parser() -> argparse.ArgumentParser:
         "(needs the [dev] extra). Scores are meaningless; compute and tokens are real.",
     )
     make.add_argument("path", help="output folder")
-    make.add_argument("--size", choices=("tiny", "0.6b"), default="tiny")
+    make.add_argument("--size", choices=("tiny", "0.6b", "4b", "8b"), default="tiny")
     make.add_argument("--seed", type=int, default=0)
     make.set_defaults(run=_run_make_model)
     return parser
