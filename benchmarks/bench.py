@@ -331,8 +331,12 @@ def main() -> int:
         default="rag100x256,long16x4000",
         help="workloads for 4B and 8B (their fp32 reference is slow)",
     )
-    parser.add_argument("--passes", type=int, help="timed calls per mode (3 on a GPU, 2 on a CPU)")
-    parser.add_argument("--latency-queries", type=int, help="(12 on a GPU, 1 on a CPU)")
+    parser.add_argument("--passes", type=int, help="timed calls per mode (3 on a GPU, 1 on a CPU)")
+    parser.add_argument(
+        "--latency-queries",
+        type=int,
+        help="queries timed alone (12 on a GPU; 0 on a CPU, where the passes are one query)",
+    )
     parser.add_argument(
         "--modes",
         help="per_query,at_once on a GPU; per_query on a CPU (its workloads are one query each)",
@@ -353,8 +357,9 @@ def main() -> int:
     parser.add_argument("--machine", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     on_cpu = args.device == "cpu"
-    args.passes = args.passes or (1 if args.quick else 2 if on_cpu else 3)
-    args.latency_queries = args.latency_queries or (1 if args.quick or on_cpu else 12)
+    args.passes = args.passes or (1 if args.quick or on_cpu else 3)
+    if args.latency_queries is None:  # a CPU workload is one query: its passes are latencies
+        args.latency_queries = 0 if on_cpu else 1 if args.quick else 12
     args.modes = args.modes or ("per_query" if on_cpu else "per_query,at_once")
     if args.child:
         run_child(args)

@@ -61,7 +61,8 @@ class BenchResult:
         pairs_per_s: Pairs over the fastest pass's wall time, in the faster mode.
         tokens_per_s: Tokens over the same time.
         mode: That mode: ``"at_once"`` (one call for the workload) or ``"per_query"``.
-        p50_ms: Median wall time of one query.
+        p50_ms: Median wall time of one query; with no latency queries, of the timed passes
+            where the workload is one query, else ``None``.
         max_ms: The slowest of the timed queries.
         torch_peak_gib: ``torch.cuda.max_memory_allocated`` over the workload, where the scorer
             runs in this process on CUDA; else ``None``.
@@ -76,8 +77,8 @@ class BenchResult:
     pairs_per_s: float
     tokens_per_s: float
     mode: str
-    p50_ms: float
-    max_ms: float
+    p50_ms: float | None
+    max_ms: float | None
     torch_peak_gib: float | None
     modes: dict[str, float] = field(default_factory=dict)
     repeat_pairs_per_s: float | None = None
@@ -123,7 +124,8 @@ def bench(
     their tokens. ``report`` gets a line per step.
 
     Raises:
-        ConfigurationError: An unknown workload, or fewer than one pass or latency query.
+        ConfigurationError: An unknown workload, fewer than one pass, or negative
+            ``latency_queries``.
     """
     scorer = reranker_scorer(reranker)
     on_cpu = getattr(getattr(reranker.engine, "device", None), "type", None) == "cpu"
@@ -160,15 +162,16 @@ def measure(
     (on CUDA a batch shape's graph is recorded when it is seen again).
 
     Raises:
-        ConfigurationError: An unknown workload, or fewer than one pass or latency query.
+        ConfigurationError: An unknown workload, fewer than one pass, or negative
+            ``latency_queries``.
     """
     unknown = [w for w in workloads if w not in WORKLOADS]
     if unknown:
         raise ConfigurationError(
             f"unknown workload {unknown[0]!r}: choose from {', '.join(WORKLOADS)}"
         )
-    if passes < 1 or latency_queries < 1:
-        raise ConfigurationError("passes and latency_queries must be at least 1")
+    if passes < 1 or latency_queries < 0:
+        raise ConfigurationError("passes must be at least 1 and latency_queries at least 0")
     encoder = PromptEncoder(batch_encoder(tokenizer), max_length)
     say = report or (lambda line: None)
     peak = _TorchPeak(scorer.cuda_device)
@@ -193,6 +196,7 @@ def measure(
         scores: Scores = []
         speeds: dict[str, float] = {}
         repeats: list[float] = []
+        pass_ms: dict[str, list[float]] = {}
         for mode, call in calls.items():
             got = call(warm)  # warm-up (compiles, records graphs)
             scores = scores or got
@@ -200,14 +204,13 @@ def measure(
             for i in range(1, passes + 1):
                 seconds = _timed(call, next(fresh))
                 best = min(best, seconds)
+                pass_ms.setdefault(mode, []).append(seconds * 1000)
                 say(f"{name}: {mode} pass {i}/{passes}: {warm.pairs / seconds:.1f} pairs/s")
             speeds[mode] = round(warm.pairs / best, 1)
             if repeat:
                 again = min(_timed(call, warm) for _ in range(passes))
                 repeats.append(round(warm.pairs / again, 1))
-        for _ in range(
-            2
-        ):  # one query alone, twice: on CUDA a shape's graph is recorded when seen again
+        for _ in range(latency_warmups if latency_queries else 0):
             scorer.per_query(warm.queries[0], warm.documents[0])
         latencies = []
         for _ in range(latency_queries):
@@ -215,6 +218,8 @@ def measure(
             start = time.perf_counter()
             scorer.per_query(one.queries[0], one.documents[0])
             latencies.append((time.perf_counter() - start) * 1000)
+        if not latency_queries and len(warm.queries) == 1:
+            latencies = pass_ms.get("per_query", pass_ms.get("at_once", []))
         tokens = sum(
             encoded.pair_length(i)
             for query, documents in warm.items()
@@ -229,8 +234,8 @@ def measure(
             pairs_per_s=speeds[mode],
             tokens_per_s=round(speeds[mode] * tokens / warm.pairs, 1),
             mode=mode,
-            p50_ms=round(statistics.median(latencies), 2),
-            max_ms=round(max(latencies), 2),
+            p50_ms=round(statistics.median(latencies), 2) if latencies else None,
+            max_ms=round(max(latencies), 2) if latencies else None,
             torch_peak_gib=peak.gib(),
             modes=speeds,
             repeat_pairs_per_s=max(repeats) if repeats else None,
