@@ -148,31 +148,39 @@ def others(length: int) -> dict[str, Any]:
     return out
 
 
-def end_to_end(model: str, length: int) -> dict[str, Any]:
-    """pairs/s of the engine on 1 query x the documents, per public ``attention`` option."""
+def end_to_end(model: str, lengths: list[int]) -> dict[str, Any]:
+    """pairs/s of the engine on 1 query x the documents of each length, per public
+    ``attention`` option (one engine per option, each timed on every length)."""
     from transformers import AutoTokenizer
 
     from qwen3_rerank import ConfigurationError, Reranker
     from qwen3_rerank.workloads import single_token_words
 
     words = single_token_words(AutoTokenizer.from_pretrained(model))
-    docs = [
-        " ".join(words[(i * 7 + j) % len(words)] for j in range(length))
-        for i in range(ROWS // length)
-    ]
-    out = {}
+
+    def documents(length: int, salt: int) -> list[str]:
+        return [
+            " ".join(words[(i * 7 + j * 13 + salt) % len(words)] for j in range(length))
+            for i in range(ROWS // length)
+        ]
+
+    out: dict[str, Any] = {}
     for backend in ("auto", "prefix", "flash"):
+        options = {} if backend == "auto" else {"attention": backend}
         try:
-            options = {} if backend == "auto" else {"attention": backend}
             with Reranker(model, device="cuda", **options) as rr:
-                for _ in range(2):
-                    rr.score("warm up", docs)
-                best = float("inf")
-                for i in range(3):
-                    start = time.perf_counter()
-                    rr.score(f"query {i}", [f"{i} {d}" for d in docs])
-                    best = min(best, time.perf_counter() - start)
-                out[backend] = {"pairs_per_s": round(len(docs) / best, 2)}
+                speeds = {}
+                for length in lengths:
+                    for salt in range(2):
+                        rr.score("warm up", documents(length, salt))
+                    best = float("inf")
+                    for salt in range(2, 5):  # fresh documents each call
+                        docs = documents(length, salt)
+                        start = time.perf_counter()
+                        rr.score(f"query {salt}", docs)
+                        best = min(best, time.perf_counter() - start)
+                    speeds[str(length)] = round(len(docs) / best, 2)
+                out[backend] = speeds
         except (ConfigurationError, TypeError) as exc:  # no such option at this commit
             out[backend] = {"error": f"{type(exc).__name__}: {exc}"[:200]}
     return out
@@ -195,22 +203,28 @@ def main() -> int:
         "| length | backend | ms | TFLOP/s |",
         "|---|---|---|---|",
     ]
-    for length in (int(x) for x in args.lengths.split(",")):
+    lengths = [int(x) for x in args.lengths.split(",")]
+    for length in lengths:
         got = {**ours(length), **others(length)}
-        if args.model:
-            got["engine_end_to_end"] = end_to_end(args.model, length)
         result[str(length)] = got
         timed = {k: v for k, v in got.items() if "tflops" in v}
         winner = max(timed, key=lambda k: timed[k]["tflops"]) if timed else None
-        result[str(length)]["winner"] = winner
+        got["winner"] = winner
         for name, figures in got.items():
-            if "tflops" in figures:
+            if isinstance(figures, dict) and "tflops" in figures:
                 lines.append(f"| {length} | {name} | {figures['ms']} | {figures['tflops']} |")
-            elif name != "engine_end_to_end":
+            elif isinstance(figures, dict):
                 lines.append(f"| {length} | {name} | {figures.get('error', '')[:80]} | - |")
         print(f"{length} tokens: fastest {winner}", {k: v.get("tflops") for k, v in timed.items()})
-        if args.model:
-            print(f"{length} tokens: engine end to end", got["engine_end_to_end"], flush=True)
+    if args.model:
+        engine = result["engine_end_to_end"] = end_to_end(args.model, lengths)
+        lines += ["", "Engine end to end, 1 query x 16k tokens of documents, pairs/s:", ""]
+        lines += ["| attention | " + " | ".join(map(str, lengths)) + " |"]
+        lines += ["|---|" + "---|" * len(lengths)]
+        for backend, speeds in engine.items():
+            cells = [str(speeds.get(str(n), speeds.get("error", "-"))) for n in lengths]
+            lines.append(f"| {backend} | " + " | ".join(cells) + " |")
+        print("engine end to end (pairs/s):", engine, flush=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "attention.json").write_text(json.dumps(result, indent=1))

@@ -227,7 +227,7 @@ def sentence_transformers(model: str, device: str) -> Row:
         model_kwargs={"dtype": dtype_of(device)},
         processor_kwargs={"chat_template": PAIR_TEMPLATE},
     )
-    sizes = (16, 32, 64, 128) if device != "cpu" else (8, 32)
+    sizes = (32, 64, 128) if device != "cpu" else (8, 32)
     chosen: dict[str, int] = {"batch": sizes[1]}
 
     def predict(pairs: list[list[str]]) -> list[float]:
