@@ -35,6 +35,11 @@ def figures(entry: dict[str, Any], row: str, workload: str) -> dict[str, Any]:
     return entry["rows"].get(row, {}).get("workloads", {}).get(workload) or {}
 
 
+def measured(run: dict[str, Any], entry: dict[str, Any]) -> list[str]:
+    """The run's workloads that some row of this model size has figures for."""
+    return [w for w in run["workloads"] if any(figures(entry, row, w) for row in entry["rows"])]
+
+
 def is_peer(row: str) -> bool:
     return not row.startswith(OURS) and row not in NOT_PEERS
 
@@ -83,7 +88,7 @@ def full_tables(run: dict[str, Any]) -> list[str]:
     memory = "peak RSS GiB" if cpu else "torch peak GiB | GPU peak GiB"
     lines: list[str] = []
     for size, entry in run["models"].items():
-        for w in run["workloads"]:
+        for w in measured(run, entry):
             peer = best_peer(entry, w)
             peer_speed = figures(entry, peer, w).get("pairs_per_s") if peer else None
             lines += [
@@ -137,7 +142,7 @@ def summary_table(run: dict[str, Any]) -> list[str]:
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for size, entry in run["models"].items():
-        for w in run["workloads"]:
+        for w in measured(run, entry):
             ours = figures(entry, OURS, w)
             peer = best_peer(entry, w)
             if not ours.get("pairs_per_s") or peer is None:
