@@ -126,7 +126,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--passes", type=_positive_int, default=3, help="timed passes (3)")
     bench.add_argument(
-        "--latency-queries", type=_positive_int, default=12, help="queries timed alone (12)"
+        "--latency-queries",
+        type=_positive_int,
+        help="queries timed alone (3 on a CPU, 12 elsewhere)",
     )
     bench.add_argument("--seed", type=int, default=0, help="seed of the first inputs (0)")
     _remote_arguments(bench, "time this rerank server; --model names its model")
@@ -293,7 +295,7 @@ def _run_bench(args: argparse.Namespace) -> int:
             tokenizer,
             args.workload or (CPU_WORKLOADS if on_cpu else GPU_WORKLOADS),
             passes=args.passes,
-            latency_queries=args.latency_queries,
+            latency_queries=args.latency_queries or (3 if on_cpu else 12),
             seed=args.seed,
             max_length=args.max_length,
             report=None if args.quiet else lambda line: print(f"bench: {line}", file=sys.stderr),
