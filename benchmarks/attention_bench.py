@@ -54,17 +54,21 @@ def median_ms(fn: Callable[[], Any], reps: int = 20) -> float:
     return statistics.median(times)
 
 
-def engine_kernels() -> tuple[Callable[..., Any], dict[str, Callable[..., Any]]]:
-    """``pack`` and our attention kernels, wherever this commit keeps them."""
+def engine_kernels() -> tuple[Callable[..., Any], Callable[..., Any], dict[str, Any]]:
+    """``pack``, the batch's move to the GPU, and our attention kernels, wherever this commit
+    keeps them (the torch engine's package, or its single module before the split)."""
     try:
         from qwen3_rerank.engines.torch.attention import BACKENDS
         from qwen3_rerank.engines.torch.layout import pack
+        from qwen3_rerank.engines.torch.transfer import on_device
 
-        return pack, {"ours_prefix": BACKENDS["prefix"], "ours_flash": BACKENDS["flash"]}
+        kernels = {"ours_prefix": BACKENDS["prefix"], "ours_flash": BACKENDS["flash"]}
+        return pack, on_device, kernels
     except ImportError:
         from qwen3_rerank.engines.packed import attention_flash, attention_prefix, pack
 
-        return pack, {"ours_prefix": attention_prefix, "ours_flash": attention_flash}
+        kernels = {"ours_prefix": attention_prefix, "ours_flash": attention_flash}
+        return pack, lambda batch, device: batch.to(device), kernels
 
 
 def causal_flops(docs: int, length: int) -> float:
@@ -80,14 +84,14 @@ def packed_flops(batch: Any) -> float:
 
 
 def ours(length: int) -> dict[str, Any]:
-    pack, kernels = engine_kernels()
+    pack, on_device, kernels = engine_kernels()
     docs = ROWS // length
     batch = pack([[2] * QUERY_TOKENS], [(0, [3] * length) for _ in range(docs)], [1] * HEAD_TOKENS)
     rows = int(batch.cu_q[-1])
     dev = torch.device("cuda")
     q = torch.randn(rows, HEADS, HEAD_DIM, device=dev, dtype=torch.bfloat16)
     k, v = (torch.randn(rows, KV_HEADS, HEAD_DIM, device=dev, dtype=torch.bfloat16) for _ in "kv")
-    gpu = batch.to(dev)
+    gpu = on_device(batch, dev)
     flops = packed_flops(batch)
     out = {}
     for name, kernel in kernels.items():
