@@ -1,17 +1,22 @@
-"""Benchmark: qwen3-rerank against the model-card code, careful transformers and vLLM, on a GPU.
+"""Benchmark: qwen3-rerank against every peer at its best, in one run, on one device.
 
-    python benchmarks/bench.py --out benchmarks/results          # builds a random 0.6B model
+    python benchmarks/bench.py --device cuda --out OUT          # random 0.6B/4B/8B models
+    python benchmarks/bench.py --device cpu --out OUT           # the notebook table, 0.6B
+    python benchmarks/bench.py --device cpu --size tiny --quick --out OUT   # a smoke test
 
-Each engine runs in a child process of its own, one after the other in one invocation, on the
-same model folder and the same workloads (shared/design/performance.md). Whole-GPU memory is
-read from nvidia-smi every 50 ms during each workload; torch peak memory from
-torch.cuda.max_memory_allocated (in-process engines only). Throughput is the best of 3 timed
-passes after a warm-up pass, each pass on fresh inputs of the workload's shape (another seed),
-and where an engine can take the whole workload in one call (vLLM, ours) the better of
-per-query calls and one call is reported; ``repeat_pairs_per_s`` times the warm-up's inputs
-again, which an engine with a cross-call prefix cache (vLLM) partly skips. p50/p99 are
-latencies of one fresh query of the workload (100 documents for rag100x256). The JSON goes to
-OUT/results.json; benchmarks/report.py turns it into a table and a chart.
+Rows (benchmarks/peers.py) run one after the other, each in a child process of its own, on the
+same random-weight model folder (real configs, real tokenizer) and the same inputs, timed by the
+harness of ``qwen3-rerank bench`` (qwen3_rerank.bench.measure): per workload, each mode the row
+has (one call per query, one call for the workload), a warm-up then the best of ``--passes``
+calls on fresh inputs; the faster mode counts. ``repeated input`` replays the warm-up's inputs
+(an engine with a prefix cache partly skips them). Latency: one fresh query of the workload.
+
+Memory: whole-GPU use polled with nvidia-smi every 50 ms (GPU), torch's peak allocation
+(in-process rows on CUDA), the child's peak RSS (CPU). The FLOP-limit fraction divides the
+dense FLOPs of the workload by its time and by the matmul rate measured at the start of the run
+(bf16 on a GPU, float32 on a CPU). Accuracy: each row's warm-up scores against the
+``reference_fp32`` row's (the card's math in float32); a row off by more than
+``SCORE_TOLERANCE`` is flagged wrong. Writes OUT/JSON_NAME; benchmarks/report.py makes the tables.
 """
 
 from __future__ import annotations
@@ -19,7 +24,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
+import platform
+import resource
 import subprocess
 import sys
 import threading
@@ -28,51 +34,45 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-ENGINE_ORDER = [
+ROOT = HERE.parent
+
+GPU_ROWS = [
+    "reference_fp32",
+    "ours",
+    "ours_max_memory",
+    "vllm_best",
+    "vllm_score",
+    "vllm_serve",
+    "sentence_transformers",
     "card",
     "transformers",
-    "ours",
-    "ours_1.5gib",
-    "ours_fp8",
-    "reference_fp32",
-    "vllm",
-    "vllm_kv1g",
-    "vllm_engine",
-    "vllm_engine_kv3g",
 ]
-WORKLOAD_ORDER = ["rag100x256", "mixed16x100", "long16x4000"]
-FRESH_VARIANTS = 2 * 3 + 12  # 3 timed passes per mode (2 modes), 12 latency samples
+CPU_ROWS = ["reference_fp32", "ours", "card", "transformers", "sentence_transformers"]
+LARGE_ROWS = ["reference_fp32", "ours", "vllm_best"]  # 4B and 8B: the engine and its best peer
+# bf16 moves a score by a few hundredths at most (more on deeper models); a wrong template,
+# pooling or token moves it by tenths
+SCORE_TOLERANCE = 0.1
 
 
 def query_gpu(field: str) -> str:
     """One nvidia-smi ``--query-gpu`` field of the first GPU (no CUDA context of our own)."""
-    return (
-        subprocess.run(
-            ["nvidia-smi", f"--query-gpu={field}", "--format=csv,noheader,nounits"],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        .stdout.splitlines()[0]
-        .strip()
-    )
+    cmd = ["nvidia-smi", f"--query-gpu={field}", "--format=csv,noheader,nounits"]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    return out.splitlines()[0].strip()
 
 
 class GpuMemory:
-    """Polls whole-GPU used memory with nvidia-smi; ``peak()`` since the last ``reset()``."""
+    """Polls whole-GPU used memory with nvidia-smi; ``peak_gib()`` since the last ``reset()``."""
 
     def __init__(self) -> None:
-        self._proc = subprocess.Popen(
-            [
-                "nvidia-smi",
-                "--query-gpu=memory.used",
-                "--format=csv,noheader,nounits",
-                "-lms",
-                "50",
-            ],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
+        cmd = [
+            "nvidia-smi",
+            "--query-gpu=memory.used",
+            "--format=csv,noheader,nounits",
+            "-lms",
+            "50",
+        ]
+        self._proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
         self._peak = 0
         self._lock = threading.Lock()
         threading.Thread(target=self._read, daemon=True).start()
@@ -80,9 +80,10 @@ class GpuMemory:
     def _read(self) -> None:
         assert self._proc.stdout is not None
         for line in self._proc.stdout:
-            if line.strip().isdigit():
+            first = line.split(",")[0].strip()
+            if first.isdigit():
                 with self._lock:
-                    self._peak = max(self._peak, int(line))
+                    self._peak = max(self._peak, int(first))
 
     def reset(self) -> None:
         time.sleep(0.15)
@@ -92,10 +93,11 @@ class GpuMemory:
     def peak_gib(self) -> float:
         time.sleep(0.15)
         with self._lock:
-            return self._peak / 1024
+            return round(self._peak / 1024, 3)
 
     def close(self) -> None:
         self._proc.terminate()
+        self._proc.wait()
 
 
 def flops_per_pair(config: dict[str, Any], tokens: int) -> float:
@@ -111,213 +113,318 @@ def flops_per_pair(config: dict[str, Any], tokens: int) -> float:
     return 2.0 * per_layer * layers * tokens + attention
 
 
-def run_child(engine: str, model: str, workloads: list[str], out: Path) -> None:
+def workload_flops(model: str, tokenizer: Any, name: str) -> float:
+    """Dense FLOPs of the workload ``name`` (its seed-0 inputs, the official template)."""
+    from qwen3_rerank.prompt import DEFAULT_INSTRUCTION, PromptEncoder
+    from qwen3_rerank.tokenizing import batch_encoder
+    from qwen3_rerank.workloads import build
+
+    config = json.loads((Path(model) / "config.json").read_text())
+    encoder = PromptEncoder(batch_encoder(tokenizer))
+    wl = build(tokenizer, 0, [name])[name]
+    return sum(
+        flops_per_pair(config, encoded.pair_length(i))
+        for q, ds in wl.items()
+        for encoded in [encoder.encode(q, ds, DEFAULT_INSTRUCTION)]
+        for i in range(len(ds))
+    )
+
+
+def run_child(args: argparse.Namespace) -> None:
+    """One row on every workload; its figures and warm-up scores to ``args.child_out``."""
     import torch
     from transformers import AutoTokenizer
 
     sys.path.insert(0, str(HERE))
-    from engines import ENGINES
-    from qwen3_rerank.prompt import DEFAULT_INSTRUCTION, PromptEncoder
-    from qwen3_rerank.tokenizing import batch_encoder
-    from qwen3_rerank.workloads import Workload, build
+    from peers import ROWS
+    from qwen3_rerank.bench import measure
+    from qwen3_rerank.workloads import build
 
-    gpu = GpuMemory()
-    tokenizer = AutoTokenizer.from_pretrained(model)
-    encoder = PromptEncoder(batch_encoder(tokenizer))
-    config = json.loads((Path(model) / "config.json").read_text())
-    # Seed 0 is the workload itself (warm-up, accuracy); the others are fresh inputs of the
-    # same shape for the timed passes, so that no engine replays work it cached on an earlier
-    # pass (vLLM's prefix cache would, given the same documents again).
-    variants = [build(tokenizer, seed=s) for s in range(1 + FRESH_VARIANTS)]
-    all_workloads = variants[0]
+    gpu = GpuMemory() if args.device != "cpu" else None
+    tokenizer = AutoTokenizer.from_pretrained(args.model)
     start = time.perf_counter()
-    runner = ENGINES[engine](model)
-    result: dict[str, Any] = {
-        "load_s": round(time.perf_counter() - start, 2),
-        "info": runner.info,
-        "workloads": {},
-    }
-    # an out-of-process engine (vLLM) must not get a CUDA context of ours counted with it
-    sync = torch.cuda.synchronize if runner.in_process_torch else lambda: None
-
-    def timed(fn: Any, inputs: Any) -> float:
-        sync()
-        t = time.perf_counter()
-        fn(inputs)
-        sync()
-        return time.perf_counter() - t
-
-    reference: dict[str, list[list[float]]] = {}
-    for name in workloads:
-        wl = all_workloads[name]
-        if engine == "reference_fp32":  # scores only: the yardstick for bf16 accuracy
-            reference[name] = [runner.per_query(q, d) for q, d in wl.items()]
-            continue
-        lengths = [encoder.encode(q, ds, DEFAULT_INSTRUCTION) for q, ds in wl.items()]
-        tokens = [e.pair_length(i) for e in lengths for i in range(len(e.document_ids))]
-        flops = sum(flops_per_pair(config, n) for n in tokens)
-        entry: dict[str, Any] = {"pairs": wl.pairs, "tokens": sum(tokens)}
-        if runner.in_process_torch:
-            torch.cuda.reset_peak_memory_stats()
-        gpu.reset()
-        fresh = iter(v[name] for v in variants[1:])
+    row = ROWS[args.child](args.model, args.device)
+    result: dict[str, Any] = {"load_s": round(time.perf_counter() - start, 2), "info": row.info}
+    workloads: dict[str, Any] = {}
+    for name in args.workloads.split(","):
+        if gpu:
+            gpu.reset()
         try:
-            modes = _modes(runner)
-            for mode, fn in modes.items():
-                reference.setdefault(name, fn(wl))  # warm-up (and compile)
-                best = min(timed(fn, next(fresh)) for _ in range(3))
-                entry[f"{mode}_pairs_per_s"] = round(wl.pairs / best, 1)
-                best = min(timed(fn, wl) for _ in range(3))
-                entry[f"repeat_{mode}_pairs_per_s"] = round(wl.pairs / best, 1)
-            best_mode = max(modes, key=lambda m: entry[f"{m}_pairs_per_s"])
-            entry["mode"] = best_mode
-            entry["pairs_per_s"] = entry[f"{best_mode}_pairs_per_s"]
-            entry["repeat_pairs_per_s"] = max(entry[f"repeat_{m}_pairs_per_s"] for m in modes)
-            entry["tokens_per_s"] = round(entry["pairs_per_s"] * sum(tokens) / wl.pairs, 1)
-            entry["flops_per_s"] = entry["pairs_per_s"] * flops / wl.pairs
-            latencies = []
-            for _ in range(12):
-                one = next(fresh)
-                single = Workload(one.name, one.queries[:1], one.documents[:1])
-                latencies.append(timed(modes["per_query"], single) * 1000)
-            latencies.sort()
-            entry["p50_ms"] = round(statistics.median(latencies), 2)
-            entry["p99_ms"] = round(latencies[-1], 2)  # the worst of 12
+            if args.child == "reference_fp32":  # scores only: the yardstick of the others
+                wl = build(tokenizer, 0, [name])[name]
+                entry: dict[str, Any] = {
+                    "scores": [row.scorer.per_query(q, ds) for q, ds in wl.items()]
+                }
+            else:
+                (got,) = measure(
+                    row.scorer,
+                    tokenizer,
+                    [name],
+                    passes=args.passes,
+                    latency_queries=args.latency_queries,
+                    repeat=args.device != "cpu",  # no CPU row has a cache to replay
+                    report=lambda line: print(f"{args.child} {line}", flush=True),
+                    modes=args.modes.split(","),
+                    latency_warmups=0 if args.device == "cpu" else 2,
+                )
+                entry = got.as_dict(scores=True)
+                flops = workload_flops(args.model, tokenizer, name)
+                entry["flops_per_s"] = entry["pairs_per_s"] * flops / entry["pairs"]
         except torch.OutOfMemoryError as exc:
-            entry.update(
-                pairs_per_s=None, tokens_per_s=None, p50_ms=None, error=f"OOM: {exc}"[:200]
-            )
-            if runner.in_process_torch:
-                torch.cuda.empty_cache()
-        entry["torch_peak_gib"] = (
-            round(torch.cuda.max_memory_allocated() / 2**30, 3) if runner.in_process_torch else None
-        )
-        entry["gpu_peak_gib"] = round(gpu.peak_gib(), 3)
-        result["workloads"][name] = entry
-        print(engine, name, {k: v for k, v in entry.items() if k != "error"}, flush=True)
-    result["scores"] = reference
-    runner.close()
-    gpu.close()
-    out.write_text(json.dumps(result))
+            entry = {"error": f"out of memory: {exc}"[:300]}
+            torch.cuda.empty_cache()
+        if gpu:
+            entry["gpu_peak_gib"] = gpu.peak_gib()
+        workloads[name] = entry
+    result["workloads"] = workloads
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    result["peak_rss_gib"] = round(max(own, children) / 2**20, 3)  # KiB on Linux
+    row.close()
+    if gpu:
+        gpu.close()
+    Path(args.child_out).write_text(json.dumps(result))
 
 
-def _modes(runner: Any) -> dict[str, Any]:
-    """The ways to score a workload: a call per query, and one call where the engine has it."""
-    modes = {"per_query": lambda wl: [runner.per_query(q, d) for q, d in wl.items()]}
-    if runner.at_once is not None:
-        modes["at_once"] = lambda wl: runner.at_once(wl.queries, wl.documents)
-    return modes
-
-
-def peak_tflops() -> float:
-    """Dense bf16 matmul throughput of this GPU, measured now (8192^3, best of 10)."""
+def matmul_tflops(device: str) -> float:
+    """Dense matmul rate of the device, measured now: bf16 8192^3 on a GPU, float32 2048^3 on a
+    CPU (the dtypes the rows compute in), best of 10."""
     import torch
 
-    a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
-    b = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
+    n, dtype = (8192, torch.bfloat16) if device != "cpu" else (2048, torch.float32)
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    sync = torch.cuda.synchronize if device != "cpu" else (lambda: None)
     for _ in range(3):
         a @ b
     best = float("inf")
     for _ in range(10):
-        torch.cuda.synchronize()
-        t = time.perf_counter()
+        sync()
+        start = time.perf_counter()
         a @ b
-        torch.cuda.synchronize()
-        best = min(best, time.perf_counter() - t)
-    return 2 * 8192**3 / best / 1e12
+        sync()
+        best = min(best, time.perf_counter() - start)
+    return round(2 * n**3 / best / 1e12, 3)
+
+
+def machine(device: str) -> dict[str, Any]:
+    """The device's name, the host's CPU and memory, the library versions."""
+    import importlib.metadata as md
+
+    import torch
+
+    lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+    model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in lscpu.splitlines()
+            if line.startswith("Model name")
+        ),
+        platform.processor(),
+    )
+    mem_kib = next(
+        int(line.split()[1])
+        for line in Path("/proc/meminfo").read_text().splitlines()
+        if line.startswith("MemTotal")
+    )
+    versions = {}
+    for package in ("torch", "transformers", "sentence-transformers", "vllm", "triton"):
+        try:
+            versions[package] = md.version(package)
+        except md.PackageNotFoundError:
+            versions[package] = None
+    commit = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    return {
+        "device": torch.cuda.get_device_name() if device != "cpu" else f"CPU: {model}",
+        "cpu": model,
+        "cpu_cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "ram_gib": round(mem_kib / 2**20, 1),
+        "versions": versions,
+        "commit": commit or None,
+        "matmul_tflops": matmul_tflops(device),
+        "matmul_dtype": "bfloat16" if device != "cpu" else "float32",
+    }
+
+
+def build_model(size: str, folder: Path, device: str) -> Path:
+    """A random-weight model of ``size`` in ``folder`` (kept for later runs), built on the
+    device in a child process so that this one never holds a CUDA context."""
+    if (folder / "config.json").exists():
+        return folder
+    code = (
+        "import sys, torch\n"
+        "from qwen3_rerank.random_model import build_random_model\n"
+        "torch.set_default_device(sys.argv[3])\n"
+        "build_random_model(sys.argv[1], sys.argv[2], dtype='bfloat16')\n"
+    )
+    subprocess.run([sys.executable, "-c", code, str(folder), size, device], check=True)
+    return folder
+
+
+def compare(scores: list[list[float]], reference: list[list[float]]) -> dict[str, Any]:
+    """Max |score - reference| and the lowest per-query Spearman correlation."""
+    from scipy.stats import spearmanr
+
+    diff = max(
+        abs(x - y)
+        for s, r in zip(scores, reference, strict=True)
+        for x, y in zip(s, r, strict=True)
+    )
+    rho = min(
+        float(spearmanr(s, r).statistic)
+        for s, r in zip(scores, reference, strict=True)
+        if len(s) > 2
+    )
+    return {
+        "max_abs_diff_vs_fp32": round(diff, 5),
+        "spearman_min": round(rho, 4),
+        "scores_ok": diff <= SCORE_TOLERANCE,
+    }
+
+
+def run_row(
+    args: argparse.Namespace, row: str, model: Path, workloads: list[str], out: Path
+) -> dict[str, Any]:
+    """One row in a child process; its log goes to OUT/logs/SIZE-ROW.log."""
+    child_out = out / f".{row}.json"
+    cmd = [sys.executable, __file__, "--child", row, "--model", str(model), "--device", args.device]
+    cmd += ["--workloads", ",".join(workloads), "--passes", str(args.passes)]
+    cmd += ["--latency-queries", str(args.latency_queries), "--child-out", str(child_out)]
+    cmd += ["--modes", args.modes]
+    log = out / "logs" / f"{model.name}-{row}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("w") as output:
+        proc = subprocess.run(
+            cmd,
+            env={**os.environ, "TOKENIZERS_PARALLELISM": "true"},
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    said = log.read_text(errors="replace").strip().splitlines()
+    if proc.returncode != 0 or not child_out.exists():
+        return {"error": f"exit code {proc.returncode}: " + " | ".join(said[-3:])[-600:]}
+    result: dict[str, Any] = json.loads(child_out.read_text())
+    child_out.unlink()
+    return result
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--model", help="model folder (default: build a random-weight 0.6B)")
+    parser.add_argument("--device", default="cuda", help="cuda or cpu (default cuda)")
+    parser.add_argument(
+        "--sizes",
+        default=None,
+        help="model sizes: tiny, 0.6b, 4b, 8b (default 0.6b,4b,8b on a GPU, 0.6b on a CPU)",
+    )
+    parser.add_argument(
+        "--rows", default=None, help="rows for 0.6B and tiny (default: all of the device)"
+    )
+    parser.add_argument("--large-rows", default=",".join(LARGE_ROWS), help="rows for 4B and 8B")
+    parser.add_argument("--workloads", default=None, help="default: the device's three")
+    parser.add_argument(
+        "--large-workloads",
+        default="rag100x256,long16x4000",
+        help="workloads for 4B and 8B (their fp32 reference is slow)",
+    )
+    parser.add_argument("--passes", type=int, help="timed calls per mode (3 on a GPU, 1 on a CPU)")
+    parser.add_argument(
+        "--latency-queries",
+        type=int,
+        help="queries timed alone (12 on a GPU; 0 on a CPU, where the passes are one query)",
+    )
+    parser.add_argument(
+        "--modes",
+        help="per_query,at_once on a GPU; per_query on a CPU (its workloads are one query each)",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="1 pass, 1 latency query: a smoke test"
+    )
+    parser.add_argument(
+        "--models", default="/tmp/qwen3-rerank-bench", help="folder of the random models (kept)"
+    )
     parser.add_argument("--out", default=str(HERE / "results"))
-    parser.add_argument("--engines", default=",".join(ENGINE_ORDER))
-    parser.add_argument("--append", action="store_true", help="add engines to OUT/results.json")
-    parser.add_argument("--workloads", default=",".join(WORKLOAD_ORDER))
+    parser.add_argument(
+        "--name", default=None, help="JSON file name (default: gpu.json or cpu.json)"
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--child-out", help=argparse.SUPPRESS)
-    parser.add_argument("--device-info", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--model", help=argparse.SUPPRESS)
+    parser.add_argument("--machine", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    workloads = args.workloads.split(",")
+    on_cpu = args.device == "cpu"
+    args.passes = args.passes or (1 if args.quick or on_cpu else 3)
+    if args.latency_queries is None:  # a CPU workload is one query: its passes are latencies
+        args.latency_queries = 0 if on_cpu else 1 if args.quick else 12
+    args.modes = args.modes or ("per_query" if on_cpu else "per_query,at_once")
     if args.child:
-        run_child(args.child, args.model, workloads, Path(args.child_out))
+        run_child(args)
         return 0
-    if args.device_info:
-        import torch
+    if args.machine:
+        print(json.dumps(machine(args.device)))
+        return 0
+    from qwen3_rerank.workloads import CPU_WORKLOADS, GPU_WORKLOADS
 
-        info = {"device": torch.cuda.get_device_name(), "torch": torch.__version__}
-        print(json.dumps({**info, "peak_bf16_tflops": round(peak_tflops(), 1)}))
-        return 0
+    sizes = (args.sizes or ("0.6b" if on_cpu else "0.6b,4b,8b")).split(",")
+    rows = (args.rows or ",".join(CPU_ROWS if on_cpu else GPU_ROWS)).split(",")
+    large_rows = args.large_rows.split(",")
+    large_workloads = args.large_workloads.split(",")
+    big = any(size not in ("tiny", "0.6b") for size in sizes)
+    workloads = (args.workloads or ",".join(CPU_WORKLOADS if on_cpu else GPU_WORKLOADS)).split(",")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    model = args.model
-    if model is None:
-        from qwen3_rerank.random_model import build_random_model
-
-        model = str(build_random_model("/tmp/qwen3-reranker-0.6b-random", "0.6b", dtype="bfloat16"))
-    if args.append and (out / "results.json").exists():
-        results = json.loads((out / "results.json").read_text())
-    else:
-        # in a child: a CUDA context held here would be counted in every engine's GPU memory
-        device = subprocess.run(
-            [sys.executable, __file__, "--device-info"], capture_output=True, text=True, check=True
-        )
-        results = {
-            **json.loads(device.stdout.strip().splitlines()[-1]),
-            "workloads": {w: {} for w in workloads},
-            "engines": {},
+    path = out / (args.name or ("cpu.json" if on_cpu else "gpu.json"))
+    # in a child: a CUDA context held here would be counted in every row's GPU memory
+    info = subprocess.run(
+        [sys.executable, __file__, "--machine", "--device", args.device],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    results: dict[str, Any] = {
+        **json.loads(info.stdout.strip().splitlines()[-1]),
+        "device_kind": "cpu" if on_cpu else "cuda",
+        "passes": args.passes,
+        "latency_queries": args.latency_queries,
+        "score_tolerance": SCORE_TOLERANCE,
+        "workloads": workloads + [w for w in large_workloads if w not in workloads and big],
+        "models": {},
+    }
+    for size in sizes:
+        start = time.perf_counter()
+        model = build_model(size, Path(args.models) / f"qwen3-reranker-{size}-random", args.device)
+        entry: dict[str, Any] = {
+            "config": json.loads((model / "config.json").read_text()),
+            "build_s": round(time.perf_counter() - start, 1),
+            "rows": {},
         }
-    for engine in args.engines.split(","):
-        child_out = out / f".{engine}.json"
-        cmd = [
-            sys.executable,
-            __file__,
-            "--child",
-            engine,
-            "--model",
-            model,
-            "--workloads",
-            args.workloads,
-            "--child-out",
-            str(child_out),
-        ]
-        log = out / f"{engine}.log"  # all the child says (vLLM logs its settings to stdout)
-        with log.open("w") as output:
-            proc = subprocess.run(
-                cmd,
-                env={**os.environ, "TOKENIZERS_PARALLELISM": "true"},
-                stdout=output,
-                stderr=subprocess.STDOUT,
-            )
-        said = log.read_text(errors="replace").strip().splitlines()
-        for line in said:
-            if line.startswith(f"{engine} "):  # the child's figures per workload
-                print(line, flush=True)
-        if proc.returncode != 0 or not child_out.exists():
-            tail = said[-3:]
-            results["engines"][engine] = {"error": f"exit code {proc.returncode}: {tail}"}
-            for w in workloads:
-                results["workloads"][w][engine] = None
-            continue
-        child = json.loads(child_out.read_text())
-        child_out.unlink()
-        results["engines"][engine] = {
-            "load_s": child["load_s"],
-            "info": child["info"],
-            "scores": child["scores"],
-        }
-        if engine == "reference_fp32":
-            (out / "results.json").write_text(json.dumps(results, indent=1))
-            continue
-        for w, entry in child["workloads"].items():
-            if entry.get("flops_per_s"):
-                entry["flop_fraction"] = round(
-                    entry.pop("flops_per_s") / 1e12 / results["peak_bf16_tflops"], 3
-                )
-            results["workloads"][w][engine] = entry
-        (out / "results.json").write_text(json.dumps(results, indent=1))
+        results["models"][size] = entry
+        reference = None
+        small = size in ("tiny", "0.6b")
+        for row in rows if small else large_rows:
+            got = run_row(args, row, model, workloads if small else large_workloads, out)
+            for name, figures in got.get("workloads", {}).items():
+                scores = figures.pop("scores", None)
+                if row == "reference_fp32":
+                    reference = reference or {}
+                    reference[name] = scores
+                elif scores and reference and reference.get(name):
+                    figures.update(compare(scores, reference[name]))
+                flops = figures.pop("flops_per_s", None)
+                if flops:
+                    figures["flop_fraction"] = round(flops / 1e12 / results["matmul_tflops"], 3)
+            entry["rows"][row] = got
+            summary = {
+                w: f.get("pairs_per_s", f.get("error")) for w, f in got.get("workloads", {}).items()
+            }
+            print(size, row, summary if summary else got.get("error"), flush=True)
+            path.write_text(json.dumps(results, indent=1))
+    path.write_text(json.dumps(results, indent=1))
+    print(path)
     return 0
 
 

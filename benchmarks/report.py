@@ -1,165 +1,215 @@
-"""Turns a benchmark JSON into a markdown table and a PNG chart (no GPU needed).
+"""Turns benchmarks/bench.py's JSON into markdown tables; every number comes from the JSON.
 
-    python benchmarks/report.py benchmarks/results/results.json      # needs matplotlib
+    python benchmarks/report.py benchmarks/results/gpu.json [PART.json ...]  # results, summary.md
+    python benchmarks/report.py benchmarks/results/cpu.json                  # cpu.md
 
-Writes STEM.md and STEM.png beside the JSON (STEM: its name without .json). Every number
-comes from the JSON; ratios are against the vLLM engine measured in the same run. Accuracy is
-each engine's bf16 scores against the fp32 reference (transformers' model in float32) on the
-same weights.
+Several JSON files of one device (a run split into parts) are merged row by row. Ratios are
+ours against the best peer of each workload, named: the fastest row that is not ours and whose
+scores are within the run's tolerance of the fp32 reference. No ratio is given against a weaker
+configuration of a peer alone.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
-ENGINES = [
-    "card",
-    "transformers",
-    "vllm",
-    "vllm_kv1g",
-    "vllm_engine",
-    "vllm_engine_kv3g",
-    "ours",
-    "ours_1.5gib",
-    "ours_fp8",
-]
-WORKLOADS = ["rag100x256", "mixed16x100", "long16x4000"]
+OURS = "ours"
+NOT_PEERS = {"reference_fp32"}
 
 
-def _ranks(values: list[float]) -> list[float]:
-    order = sorted(range(len(values)), key=values.__getitem__)
-    ranks = [0.0] * len(values)
-    for rank, i in enumerate(order):
-        ranks[i] = float(rank)
-    return ranks
+def merge(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The first run, with the model sizes and rows of the others added (later ones win)."""
+    merged = json.loads(json.dumps(runs[0]))
+    for run in runs[1:]:
+        for size, entry in run["models"].items():
+            mine = merged["models"].setdefault(size, {**entry, "rows": {}})
+            mine["rows"].update(entry["rows"])
+        merged["workloads"] += [w for w in run["workloads"] if w not in merged["workloads"]]
+    return merged
 
 
-def spearman(a: list[float], b: list[float]) -> float:
-    ra, rb = _ranks(a), _ranks(b)
-    n = len(a)
-    return 1 - 6 * sum((x - y) ** 2 for x, y in zip(ra, rb, strict=True)) / (n * (n * n - 1))
+def figures(entry: dict[str, Any], row: str, workload: str) -> dict[str, Any]:
+    return entry["rows"].get(row, {}).get("workloads", {}).get(workload) or {}
 
 
-def accuracy(results: dict[str, Any], engine: str, workload: str) -> tuple[float, float] | None:
-    """(max |score - fp32 score|, min Spearman over queries) for an engine on a workload."""
-    ref = results["engines"].get("reference_fp32", {}).get("scores", {}).get(workload)
-    got = results["engines"].get(engine, {}).get("scores", {}).get(workload)
-    if not ref or not got:
+def measured(run: dict[str, Any], entry: dict[str, Any]) -> list[str]:
+    """The run's workloads that some row of this model size has figures for."""
+    return [w for w in run["workloads"] if any(figures(entry, row, w) for row in entry["rows"])]
+
+
+def is_peer(row: str) -> bool:
+    return not row.startswith(OURS) and row not in NOT_PEERS
+
+
+def best_peer(entry: dict[str, Any], workload: str, key: str = "pairs_per_s") -> str | None:
+    """The peer with the highest ``key`` (lowest for latency) among correct rows."""
+    lower = key == "p50_ms"
+    found = [
+        (f[key], row)
+        for row in entry["rows"]
+        if is_peer(row)
+        for f in [figures(entry, row, workload)]
+        if f.get(key) and f.get("scores_ok", True)
+    ]
+    if not found:
         return None
-    diff = max(abs(x - y) for g, r in zip(got, ref, strict=True) for x, y in zip(g, r, strict=True))
-    rho = min(spearman(g, r) for g, r in zip(got, ref, strict=True) if len(g) > 2)
-    return diff, rho
-
-
-def _fresh(results: dict[str, Any]) -> bool:
-    """Whether the run timed fresh inputs (it then also reports repeated-input figures)."""
-    rows = [r for w in results["workloads"].values() for r in w.values() if r]
-    return any("repeat_pairs_per_s" in r for r in rows)
+    return (min(found) if lower else max(found))[1]
 
 
 def fmt(value: Any, spec: str = ".1f") -> str:
     return "-" if value is None else format(value, spec)
 
 
-def table(results: dict[str, Any]) -> str:
-    lines = [
-        f"# Benchmark: {results['device']}",
+def header(run: dict[str, Any], sources: list[str]) -> list[str]:
+    versions = ", ".join(f"{k} {v}" for k, v in run["versions"].items() if v)
+    return [
+        f"Device: **{run['device']}**; host CPU {run['cpu']}, {run['cpu_cores']} cores, "
+        f"{run['ram_gib']} GiB RAM. {versions}; qwen3-rerank at {run['commit']}. Dense "
+        f"{run['matmul_dtype']} matmul measured at {run['matmul_tflops']} TFLOP/s in the same run.",
         "",
-        f"torch {results['torch']}; dense bf16 matmul measured at {results['peak_bf16_tflops']} "
-        "TFLOP/s in the same run. Random weights with the exact Qwen3-Reranker-0.6B config, real "
-        "tokenizer, bf16. pairs/s is the best of 3 passes after a warm-up (the better of one call "
-        "per query and one call for the whole workload where the engine has both); p50/p99 are "
-        "latencies of one query of the workload; torch peak = torch.cuda.max_memory_allocated "
-        "(in-process engines); GPU peak = whole-GPU memory used (nvidia-smi every 50 ms). "
-        "Accuracy: max |score - fp32 reference| and the lowest per-query Spearman correlation. "
-        + (
-            "Timed passes use fresh inputs of the workload's shape; 'repeated input' replays the "
-            "warm-up's inputs, which vLLM's prefix cache partly skips."
-            if _fresh(results)
-            else "This run timed the warm-up's inputs again on every pass (an older method: "
-            "vLLM's prefix cache partly skips repeated inputs)."
-        ),
+        f"Each number comes from {', '.join(f'[{s}]({s})' for s in sources)} "
+        "(benchmarks/bench.py; tables by benchmarks/report.py). Random weights with the real "
+        f"configs and tokenizer. pairs/s: the best of {run['passes']} calls on fresh inputs "
+        "after a warm-up, the better of one call per query and one call for the workload "
+        "(mode); repeated input: the warm-up's inputs again (a prefix cache skips part of "
+        f"them); p50/max: one query of the workload, {run['latency_queries']} fresh queries. "
+        "Accuracy: max |score - fp32 reference| over the warm-up's pairs and the lowest "
+        f"per-query Spearman; a row off by more than {run['score_tolerance']} is marked WRONG "
+        "and is never the best peer.",
         "",
     ]
-    for w in WORKLOADS:
-        rows = results["workloads"].get(w, {})
-        vllm = (rows.get("vllm") or {}).get("pairs_per_s")
-        lines += [
-            f"## {w}",
-            "",
-            "| engine | pairs/s | x vLLM | tokens/s | FLOP-limit fraction | p50 ms | p99 ms "
-            "| torch peak GiB | GPU peak GiB | max diff vs fp32 | Spearman "
-            "| pairs/s, repeated input |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|",
-        ]
-        for e in ENGINES:
-            r = rows.get(e)
-            if not r:
-                lines.append(f"| {e} | not run | | | | | | | | | | |")
+
+
+def full_tables(run: dict[str, Any]) -> list[str]:
+    cpu = run["device_kind"] == "cpu"
+    memory = "peak RSS GiB" if cpu else "torch peak GiB | GPU peak GiB"
+    lines: list[str] = []
+    for size, entry in run["models"].items():
+        for w in measured(run, entry):
+            peer = best_peer(entry, w)
+            peer_speed = figures(entry, peer, w).get("pairs_per_s") if peer else None
+            lines += [
+                f"### {size}, {w}" + (f" (best peer: {peer})" if peer else ""),
+                "",
+                "| row | pairs/s | x best peer | mode | repeated input | tokens/s | FLOP-limit "
+                f"fraction | p50 ms | max ms | {memory} | load s | max diff vs fp32 | Spearman |",
+                "|---|" + "---|" * (13 if not cpu else 12),
+            ]
+            for row, got in entry["rows"].items():
+                f = figures(entry, row, w)
+                if row in NOT_PEERS and "error" not in got:
+                    continue  # the yardstick: scores only, its diffs are in the other rows
+                if not f or "pairs_per_s" not in f:
+                    why = f.get("error") or got.get("error") or "not run"
+                    lines.append(
+                        f"| {row} | {why[:120].replace('|', '/')} |"
+                        + " |" * (12 if not cpu else 11)
+                    )
+                    continue
+                pps = f["pairs_per_s"]
+                ratio = pps / peer_speed if peer_speed and row != peer else None
+                mem = (
+                    fmt(got.get("peak_rss_gib"), ".2f")
+                    if cpu
+                    else (
+                        f"{fmt(f.get('torch_peak_gib'), '.2f')} "
+                        f"| {fmt(f.get('gpu_peak_gib'), '.2f')}"
+                    )
+                )
+                wrong = "" if f.get("scores_ok", True) else " WRONG"
+                lines.append(
+                    f"| {row} | {fmt(pps)} | {fmt(ratio, '.2f')} | {f['mode']} "
+                    f"| {fmt(f.get('repeat_pairs_per_s'))} | {fmt(f.get('tokens_per_s'), '.0f')} "
+                    f"| {fmt(f.get('flop_fraction'), '.3f')} | {fmt(f.get('p50_ms'))} "
+                    f"| {fmt(f.get('max_ms'))} | {mem} | {fmt(got.get('load_s'))} "
+                    f"| {fmt(f.get('max_abs_diff_vs_fp32'), '.4f')}{wrong} "
+                    f"| {fmt(f.get('spearman_min'), '.4f')} |"
+                )
+            lines.append("")
+    return lines
+
+
+def summary_table(run: dict[str, Any]) -> list[str]:
+    """Ours against the best peer of each workload: throughput, one-query latency, memory."""
+    cpu = run["device_kind"] == "cpu"
+    memory = "peak RSS GiB" if cpu else "whole-GPU GiB"
+    lines = [
+        f"| model | workload | ours pairs/s | best peer | its pairs/s | ours / best | ours p50 ms "
+        f"| fastest peer p50 ms | ours {memory} | that peer's {memory} |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for size, entry in run["models"].items():
+        for w in measured(run, entry):
+            ours = figures(entry, OURS, w)
+            peer = best_peer(entry, w)
+            if not ours.get("pairs_per_s") or peer is None:
                 continue
-            pps = r.get("pairs_per_s")
-            acc = accuracy(results, e, w)
+            theirs = figures(entry, peer, w)
+            quick = best_peer(entry, w, "p50_ms")
+            quick_f = figures(entry, quick, w) if quick else {}
+
+            def mem(row: str, f: dict[str, Any], rows: dict[str, Any] = entry["rows"]) -> str:
+                if cpu:
+                    return fmt(rows[row].get("peak_rss_gib"), ".2f")
+                return fmt(f.get("gpu_peak_gib"), ".2f")
+
+            ratio = ours["pairs_per_s"] / theirs["pairs_per_s"]
+
             lines.append(
-                f"| {e} | {fmt(pps)} | {fmt(pps / vllm if pps and vllm else None, '.2f')} "
-                f"| {fmt(r.get('tokens_per_s'), '.0f')} | {fmt(r.get('flop_fraction'), '.3f')} "
-                f"| {fmt(r.get('p50_ms'))} | {fmt(r.get('p99_ms'))} "
-                f"| {fmt(r.get('torch_peak_gib'), '.2f')} | {fmt(r.get('gpu_peak_gib'), '.2f')} "
-                f"| {fmt(acc[0] if acc else None, '.4f')} | {fmt(acc[1] if acc else None, '.4f')} "
-                f"| {fmt(r.get('repeat_pairs_per_s'))} |"
+                f"| {size} | {w} | {fmt(ours['pairs_per_s'])} | {peer} | "
+                f"{fmt(theirs['pairs_per_s'])} | **{ratio:.2f}x** "
+                f"| {fmt(ours.get('p50_ms'))} | {fmt(quick_f.get('p50_ms'))} ({quick}) "
+                f"| {mem(OURS, ours)} | {mem(peer, theirs)} |"
             )
-        lines.append("")
-    return "\n".join(lines)
-
-
-def chart(results: dict[str, Any], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4.5))
-    width = 0.8 / len(ENGINES)
-    # without vLLM in the run there is no ratio to draw: plain pairs/s instead
-    relative = all(
-        (results["workloads"][w].get("vllm") or {}).get("pairs_per_s") for w in WORKLOADS
-    )
-    for i, e in enumerate(ENGINES):
-        speeds = [
-            ((results["workloads"][w].get(e) or {}).get("pairs_per_s") or 0) for w in WORKLOADS
-        ]
-        vllm = [
-            (results["workloads"][w]["vllm"]["pairs_per_s"] if relative else 1) for w in WORKLOADS
-        ]
-        memory = [
-            ((results["workloads"][w].get(e) or {}).get("gpu_peak_gib") or 0) for w in WORKLOADS
-        ]
-        xs = [j + (i - len(ENGINES) / 2) * width for j in range(len(WORKLOADS))]
-        axes[0].bar(xs, [s / v for s, v in zip(speeds, vllm, strict=True)], width, label=e)
-        axes[1].bar(xs, memory, width, label=e)
-    speed_title = "throughput / vLLM (same run)" if relative else "pairs/s (no vLLM in this run)"
-    for ax, title in zip(axes, (speed_title, "whole-GPU memory, GiB"), strict=True):
-        ax.set_xticks(range(len(WORKLOADS)), WORKLOADS)
-        ax.set_title(title)
-    if relative:
-        axes[0].axhline(1.0, color="gray", linewidth=0.8)
-    axes[1].set_yscale("log")
-    axes[1].legend(fontsize=8)
-    fig.suptitle(f"Qwen3-Reranker-0.6B shape on {results['device']}")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    return lines
 
 
 def main() -> int:
-    source = Path(sys.argv[1] if len(sys.argv) > 1 else "benchmarks/results/results.json")
-    results = json.loads(source.read_text())
-    source.with_suffix(".md").write_text(table(results) + "\n")
-    chart(results, source.with_suffix(".png"))
-    print(source.with_suffix(".md"), source.with_suffix(".png"))
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("json", nargs="+", type=Path)
+    parser.add_argument(
+        "--out", type=Path, help="folder of the markdown (default: the first JSON's)"
+    )
+    args = parser.parse_args()
+    run = merge([json.loads(p.read_text()) for p in args.json])
+    out = args.out or args.json[0].parent
+    sources = [p.name for p in args.json]
+    title = f"# Benchmark on {run['device']}"
+    if run["device_kind"] == "cpu":
+        text = [
+            title,
+            "",
+            *header(run, sources),
+            "## Ours against the best peer",
+            "",
+            *summary_table(run),
+            "",
+            "## All rows",
+            "",
+            *full_tables(run),
+        ]
+        (out / "cpu.md").write_text("\n".join(text))
+        print(out / "cpu.md")
+        return 0
+    (out / "results.md").write_text(
+        "\n".join([title, "", *header(run, sources), *full_tables(run)])
+    )
+    summary = [
+        f"qwen3-rerank against the best peer of each workload on {run['device']} (same run; "
+        f"source: {', '.join(sources)}; all rows: results.md).",
+        "",
+        *summary_table(run),
+        "",
+    ]
+    (out / "summary.md").write_text("\n".join(summary))
+    print(out / "results.md", out / "summary.md")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

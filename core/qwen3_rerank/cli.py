@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 from .documents import parse_documents, read_documents
 from .errors import ConfigurationError, InvalidInputError, Qwen3RerankError
 from .results import RerankResult
-from .workloads import WORKLOADS
+from .workloads import CPU_WORKLOADS, GPU_WORKLOADS, WORKLOADS
 
 if TYPE_CHECKING:
     from .reranker import Reranker
@@ -110,21 +110,25 @@ def _parser() -> argparse.ArgumentParser:
         "bench",
         help="time the reranker on the benchmark workloads (pairs/s, latency, memory)",
         description="Time a local engine, or a rerank server with --url, on generated "
-        "workloads: rag100x256 (4 queries x 100 documents of 256 tokens), mixed16x100 (16 x "
-        "100 of 32-1024 tokens), long16x4000 (1 x 16 of 4000 tokens), words from the model's "
-        "tokenizer. Throughput: the whole workload in one call, the best of --passes after "
-        "warm-up calls; latency: one query at a time. Timed calls get fresh inputs.",
+        "workloads, words from the model's tokenizer. On a GPU or a server: rag100x256 (4 "
+        "queries x 100 documents of 256 tokens), mixed16x100 (16 x 100 of 32-1024 tokens), "
+        "long16x4000 (1 x 16 of 4000 tokens); on a CPU: query20x256 and query50x256 (1 query x "
+        "20 or 50 documents of 256 tokens), long4x2000 (1 x 4 of 2000 tokens). Throughput: "
+        "the whole workload in one call, the best of --passes after warm-up calls; latency: "
+        "one query at a time. Timed calls get fresh inputs.",
     )
     bench.add_argument(
         "--workload",
         "-w",
         action="append",
         choices=WORKLOADS,
-        help="repeatable (default: all three)",
+        help="repeatable (default: the three of the device)",
     )
     bench.add_argument("--passes", type=_positive_int, default=3, help="timed passes (3)")
     bench.add_argument(
-        "--latency-queries", type=_positive_int, default=12, help="queries timed alone (12)"
+        "--latency-queries",
+        type=_positive_int,
+        help="queries timed alone (3 on a CPU, 12 elsewhere)",
     )
     bench.add_argument("--seed", type=int, default=0, help="seed of the first inputs (0)")
     _remote_arguments(bench, "time this rerank server; --model names its model")
@@ -140,7 +144,7 @@ def _parser() -> argparse.ArgumentParser:
         "(needs the [dev] extra). Scores are meaningless; compute and tokens are real.",
     )
     make.add_argument("path", help="output folder")
-    make.add_argument("--size", choices=("tiny", "0.6b"), default="tiny")
+    make.add_argument("--size", choices=("tiny", "0.6b", "4b", "8b"), default="tiny")
     make.add_argument("--seed", type=int, default=0)
     make.set_defaults(run=_run_make_model)
     return parser
@@ -285,12 +289,13 @@ def _run_bench(args: argparse.Namespace) -> int:
     _quiet_transformers()
     with _reranker(args) as rr:
         tokenizer = AutoTokenizer.from_pretrained(args.model)  # makes the inputs, counts tokens
+        on_cpu = getattr(getattr(rr.engine, "device", None), "type", None) == "cpu"
         results = bench(
             rr,
             tokenizer,
-            args.workload or WORKLOADS,
+            args.workload or (CPU_WORKLOADS if on_cpu else GPU_WORKLOADS),
             passes=args.passes,
-            latency_queries=args.latency_queries,
+            latency_queries=args.latency_queries or (3 if on_cpu else 12),
             seed=args.seed,
             max_length=args.max_length,
             report=None if args.quiet else lambda line: print(f"bench: {line}", file=sys.stderr),

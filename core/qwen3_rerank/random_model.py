@@ -17,7 +17,8 @@ from .errors import ConfigurationError, MissingDependencyError
 
 __all__ = ["SIZES", "build_random_model", "qwen3_tokenizer_dir"]
 
-# Shapes of Qwen3ForCausalLM; "0.6b" is Qwen3-Reranker-0.6B's config, "tiny" is for tests.
+# Shapes of Qwen3ForCausalLM; "0.6b", "4b" and "8b" are the Qwen3-Reranker configs, "tiny" is
+# for tests.
 SIZES: dict[str, dict[str, Any]] = {
     "tiny": dict(
         hidden_size=64,
@@ -36,6 +37,25 @@ SIZES: dict[str, dict[str, Any]] = {
         num_key_value_heads=8,
         head_dim=128,
         initializer_range=0.02,
+    ),
+    "4b": dict(
+        hidden_size=2560,
+        intermediate_size=9728,
+        num_hidden_layers=36,
+        num_attention_heads=32,
+        num_key_value_heads=8,
+        head_dim=128,
+        initializer_range=0.02,
+    ),
+    "8b": dict(
+        hidden_size=4096,
+        intermediate_size=12288,
+        num_hidden_layers=36,
+        num_attention_heads=32,
+        num_key_value_heads=8,
+        head_dim=128,
+        initializer_range=0.02,
+        tie_word_embeddings=False,
     ),
 }
 
@@ -56,7 +76,8 @@ def build_random_model(
 
     Args:
         path: Output folder (created).
-        size: ``"tiny"`` (a few MB of layers, for tests) or ``"0.6b"`` (the real shape).
+        size: ``"tiny"`` (a few MB of layers, for tests), ``"0.6b"``, ``"4b"`` or ``"8b"`` (the
+            real shapes; built on torch's default device, so a GPU makes the large ones fast).
         seed: Seed of the random weights; the same seed gives the same model.
         dtype: Dtype the weights are saved in.
 
@@ -82,8 +103,8 @@ def build_random_model(
         bos_token_id=151643,
         eos_token_id=151645,
         pad_token_id=151643,
-        **SIZES[size],
     )
+    settings.update(SIZES[size])
     config = Qwen3Config(**settings)
     torch.manual_seed(seed)
     model = Qwen3ForCausalLM(config).to(getattr(torch, dtype))

@@ -2,6 +2,10 @@
 
 Written from the card, not from our code: whole-body tokenization with the card's truncation,
 one left-padded batch, full-vocabulary logits at the last position, log-softmax over [no, yes].
+
+The recipe is written twice on purpose: here as the tests' oracle (float32, on CPU), and in
+benchmarks/peers.py as the benchmark's ``card`` row (timed, bf16 on a GPU). Neither imports the
+other, nor the package's prompt code, so a mistake in one is caught by the other.
 """
 
 from __future__ import annotations

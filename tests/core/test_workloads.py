@@ -25,12 +25,16 @@ def lengths(tokenizer: object, texts: list[str]) -> list[int]:
 
 
 def test_each_workload_has_its_shape_in_tokens(tokenizer: object) -> None:
-    got = build(tokenizer, seed=3)
+    got = build(tokenizer, seed=3, names=WORKLOADS)
     assert list(got) == list(WORKLOADS)
     rag, mixed, long = got["rag100x256"], got["mixed16x100"], got["long16x4000"]
     assert (len(rag.queries), rag.pairs) == (4, 400)
     assert (len(mixed.queries), mixed.pairs) == (16, 1600)
     assert (len(long.queries), long.pairs) == (1, 16)
+    few, many, long_cpu = got["query20x256"], got["query50x256"], got["long4x2000"]
+    assert [(len(w.queries), w.pairs) for w in (few, many, long_cpu)] == [(1, 20), (1, 50), (1, 4)]
+    assert set(lengths(tokenizer, few.documents[0] + many.documents[0])) == {256}
+    assert set(lengths(tokenizer, long_cpu.documents[0])) == {2000}
     for wl in got.values():
         assert set(lengths(tokenizer, wl.queries)) == {20}
     assert set(lengths(tokenizer, [d for ds in rag.documents for d in ds])) == {256}
@@ -44,6 +48,7 @@ def test_each_workload_has_its_shape_in_tokens(tokenizer: object) -> None:
 def test_a_seed_gives_the_same_inputs_and_another_seed_fresh_ones(tokenizer: object) -> None:
     a, again, other = (build(tokenizer, seed=s)["rag100x256"] for s in (1, 1, 2))
     assert a == again
+    assert build(tokenizer, seed=1, names=["rag100x256"])["rag100x256"] == a  # alone: the same
     assert not set(a.queries) & set(other.queries)
     assert not {d for ds in a.documents for d in ds} & {d for ds in other.documents for d in ds}
 

@@ -1,0 +1,240 @@
+"""Attention alone for long documents: our kernels against the best attention on the machine.
+
+    python benchmarks/attention_bench.py --out OUT [--model MODEL]     # CUDA only
+
+For each document length (1k, 2k, 4k, 8k tokens; 16k rows per batch: 16 x 1k ... 2 x 8k),
+Qwen3-Reranker-0.6B's heads (16 query heads, 8 key/value heads, head size 128), bf16, causal:
+
+- ours_prefix: the engine's Triton kernel on its packed layout (template head and query prefix
+  laid out once, every document attending to them), no gathers;
+- ours_flash: the engine's FlashAttention-2 varlen path (PyTorch's kernel, with its gathers);
+- sdpa_cudnn, sdpa_flash: PyTorch's scaled_dot_product_attention forced to cuDNN or to
+  FlashAttention-2, each document a batch row of its own;
+- flex: FlexAttention (compiled) with a causal block mask;
+- flash_attn3 / flash_attn2: the flash-attn packages where importable.
+
+Every backend's TFLOP/s counts the same useful work: QK^T and PV over the visible (query, key)
+pairs of its own layout. The kernel calls come from the engine's attention module (no public API
+exposes a bare kernel); with ``--model``, the engine end to end through its public ``attention``
+option (where this commit has it): pairs/s of 1 query x the same documents. Writes
+OUT/attention.json and OUT/attention.md and prints the winner per length.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+HEADS, KV_HEADS, HEAD_DIM = 16, 8, 128
+HEAD_TOKENS, QUERY_TOKENS = 39, 31  # the template's system part; instruction + query
+ROWS = 16384
+LENGTHS = (1024, 2048, 4096, 8192)
+
+
+def median_ms(fn: Callable[[], Any], reps: int = 20) -> float:
+    for _ in range(3):
+        fn()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(reps):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        torch.cuda.synchronize()
+        times.append(start.elapsed_time(end))
+    return statistics.median(times)
+
+
+def engine_kernels() -> tuple[Callable[..., Any], Callable[..., Any], dict[str, Any]]:
+    """``pack``, the batch's move to the GPU, and our attention kernels, wherever this commit
+    keeps them (the torch engine's package, or its single module before the split)."""
+    try:
+        from qwen3_rerank.engines.torch.attention import BACKENDS
+        from qwen3_rerank.engines.torch.layout import pack
+        from qwen3_rerank.engines.torch.transfer import on_device
+
+        kernels = {"ours_prefix": BACKENDS["prefix"], "ours_flash": BACKENDS["flash"]}
+        return pack, on_device, kernels
+    except ImportError:
+        from qwen3_rerank.engines.packed import attention_flash, attention_prefix, pack
+
+        kernels = {"ours_prefix": attention_prefix, "ours_flash": attention_flash}
+        return pack, lambda batch, device: batch.to(device), kernels
+
+
+def causal_flops(docs: int, length: int) -> float:
+    """QK^T and PV over a causal sequence's visible pairs, times two, all heads."""
+    return 4 * docs * length * (length + 1) / 2 * HEAD_DIM * HEADS
+
+
+def packed_flops(batch: Any) -> float:
+    lq = (batch.cu_q[1:] - batch.cu_q[:-1]).double()
+    lk = (batch.cu_k[1:] - batch.cu_k[:-1]).double()
+    pairs = (lq * (lk - lq) + lq * (lq + 1) / 2).sum().item()
+    return 4 * pairs * HEAD_DIM * HEADS
+
+
+def ours(length: int) -> dict[str, Any]:
+    pack, on_device, kernels = engine_kernels()
+    docs = ROWS // length
+    batch = pack([[2] * QUERY_TOKENS], [(0, [3] * length) for _ in range(docs)], [1] * HEAD_TOKENS)
+    rows = int(batch.cu_q[-1])
+    dev = torch.device("cuda")
+    q = torch.randn(rows, HEADS, HEAD_DIM, device=dev, dtype=torch.bfloat16)
+    k, v = (torch.randn(rows, KV_HEADS, HEAD_DIM, device=dev, dtype=torch.bfloat16) for _ in "kv")
+    gpu = on_device(batch, dev)
+    flops = packed_flops(batch)
+    out = {}
+    for name, kernel in kernels.items():
+        try:
+            ms = median_ms(lambda kernel=kernel: kernel(q, k, v, gpu, HEAD_DIM**-0.5))
+            out[name] = {"ms": round(ms, 3), "tflops": round(flops / ms / 1e9, 1)}
+        except Exception as exc:  # a kernel this GPU or build lacks: recorded, not fatal
+            out[name] = {"error": f"{type(exc).__name__}: {exc}"[:300]}
+    return out
+
+
+def others(length: int) -> dict[str, Any]:
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+
+    docs, seq = ROWS // length, length + HEAD_TOKENS + QUERY_TOKENS
+    dev, dt = torch.device("cuda"), torch.bfloat16
+    q = torch.randn(docs, HEADS, seq, HEAD_DIM, device=dev, dtype=dt)
+    k, v = (torch.randn(docs, KV_HEADS, seq, HEAD_DIM, device=dev, dtype=dt) for _ in "kv")
+    k_all, v_all = (t.repeat_interleave(HEADS // KV_HEADS, dim=1) for t in (k, v))
+    flops = causal_flops(docs, seq)
+    calls: dict[str, Callable[[], Any]] = {}
+
+    def sdpa(backend: Any, gqa: bool) -> Callable[[], Any]:
+        def call() -> Any:
+            with sdpa_kernel(backend):
+                if gqa:
+                    return F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
+                return F.scaled_dot_product_attention(q, k_all, v_all, is_causal=True)
+
+        return call
+
+    calls["sdpa_cudnn"] = sdpa(SDPBackend.CUDNN_ATTENTION, gqa=False)
+    calls["sdpa_flash"] = sdpa(SDPBackend.FLASH_ATTENTION, gqa=True)
+    mask = create_block_mask(lambda b, h, qi, ki: ki <= qi, None, None, seq, seq, device=dev)
+    flex = torch.compile(flex_attention, dynamic=False)
+    calls["flex"] = lambda: flex(q, k, v, block_mask=mask, enable_gqa=True)
+    qs, ks, vs = (t.transpose(1, 2).contiguous() for t in (q, k, v))  # (batch, seq, heads, dim)
+    try:
+        import flash_attn_interface  # FlashAttention-3 (Hopper)
+
+        calls["flash_attn3"] = lambda: flash_attn_interface.flash_attn_func(qs, ks, vs, causal=True)
+    except ImportError:
+        pass
+    try:
+        from flash_attn import flash_attn_func
+
+        calls["flash_attn2"] = lambda: flash_attn_func(qs, ks, vs, causal=True)
+    except ImportError:
+        pass
+    out = {}
+    for name, call in calls.items():
+        try:
+            ms = median_ms(call)
+            out[name] = {"ms": round(ms, 3), "tflops": round(flops / ms / 1e9, 1)}
+        except Exception as exc:  # a backend this GPU or build lacks: recorded, not fatal
+            out[name] = {"error": f"{type(exc).__name__}: {exc}"[:300]}
+    return out
+
+
+def end_to_end(model: str, lengths: list[int]) -> dict[str, Any]:
+    """pairs/s of the engine on 1 query x the documents of each length, per public
+    ``attention`` option (one engine per option, each timed on every length)."""
+    from transformers import AutoTokenizer
+
+    from qwen3_rerank import ConfigurationError, Reranker
+    from qwen3_rerank.workloads import single_token_words
+
+    words = single_token_words(AutoTokenizer.from_pretrained(model))
+
+    def documents(length: int, salt: int) -> list[str]:
+        return [
+            " ".join(words[(i * 7 + j * 13 + salt) % len(words)] for j in range(length))
+            for i in range(ROWS // length)
+        ]
+
+    out: dict[str, Any] = {}
+    for backend in ("auto", "prefix", "flash"):
+        options = {} if backend == "auto" else {"attention": backend}
+        try:
+            with Reranker(model, device="cuda", **options) as rr:
+                speeds = {}
+                for length in lengths:
+                    for salt in range(2):
+                        rr.score("warm up", documents(length, salt))
+                    best = float("inf")
+                    for salt in range(2, 5):  # fresh documents each call
+                        docs = documents(length, salt)
+                        start = time.perf_counter()
+                        rr.score(f"query {salt}", docs)
+                        best = min(best, time.perf_counter() - start)
+                    speeds[str(length)] = round(len(docs) / best, 2)
+                out[backend] = speeds
+        except (ConfigurationError, TypeError) as exc:  # no such option at this commit
+            out[backend] = {"error": f"{type(exc).__name__}: {exc}"[:200]}
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--model", help="also time the engine end to end per attention option")
+    parser.add_argument("--lengths", default=",".join(map(str, LENGTHS)))
+    args = parser.parse_args()
+    result: dict[str, Any] = {"device": torch.cuda.get_device_name(), "torch": torch.__version__}
+    lines = [
+        f"# Attention alone, {result['device']}, torch {result['torch']}",
+        "",
+        f"{ROWS} rows per batch, 0.6B heads, bf16, causal; TFLOP/s of useful work.",
+        "",
+        "| length | backend | ms | TFLOP/s |",
+        "|---|---|---|---|",
+    ]
+    lengths = [int(x) for x in args.lengths.split(",")]
+    for length in lengths:
+        got = {**ours(length), **others(length)}
+        result[str(length)] = got
+        timed = {k: v for k, v in got.items() if "tflops" in v}
+        winner = max(timed, key=lambda k: timed[k]["tflops"]) if timed else None
+        got["winner"] = winner
+        for name, figures in got.items():
+            if isinstance(figures, dict) and "tflops" in figures:
+                lines.append(f"| {length} | {name} | {figures['ms']} | {figures['tflops']} |")
+            elif isinstance(figures, dict):
+                lines.append(f"| {length} | {name} | {figures.get('error', '')[:80]} | - |")
+        print(f"{length} tokens: fastest {winner}", {k: v.get("tflops") for k, v in timed.items()})
+    if args.model:
+        engine = result["engine_end_to_end"] = end_to_end(args.model, lengths)
+        lines += ["", "Engine end to end, 1 query x 16k tokens of documents, pairs/s:", ""]
+        lines += ["| attention | " + " | ".join(map(str, lengths)) + " |"]
+        lines += ["|---|" + "---|" * len(lengths)]
+        for backend, speeds in engine.items():
+            cells = [str(speeds.get(str(n), speeds.get("error", "-"))) for n in lengths]
+            lines.append(f"| {backend} | " + " | ".join(cells) + " |")
+        print("engine end to end (pairs/s):", engine, flush=True)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "attention.json").write_text(json.dumps(result, indent=1))
+    (out / "attention.md").write_text("\n".join(lines) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
