@@ -69,8 +69,8 @@ def stop(proc: subprocess.Popen[bytes]) -> int:
 
 def metric(url: str, name: str) -> float:
     """One sample of the server's Prometheus metrics, labels included in ``name`` as
-    prometheus_client writes them (``'qwen3_rerank_requests_total{code="413",route="/v1/rerank"}'``);
-    0 for a labelled sample not counted yet."""
+    prometheus_client writes them (``'x_total{code="413",route="/v1/rerank"}'``); 0 for a
+    labelled sample not counted yet."""
     text = httpx.get(url + "/metrics", headers=AUTH).text
     for line in text.splitlines():
         if line.startswith(name + " "):

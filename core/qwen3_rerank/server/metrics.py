@@ -47,7 +47,7 @@ class Metrics:
         )
         self.cancelled = Counter(
             "qwen3_rerank_cancelled_requests",
-            "Requests whose client hung up before the answer (dropped unless already in the engine)",
+            "Requests whose client hung up before the answer (dropped unless in the engine)",
             registry=self.registry,
         )
         depth = Gauge(
