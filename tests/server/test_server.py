@@ -41,6 +41,7 @@ from .serving import (
         # a vLLM-style client wraps the input in the Qwen3 template: scored once all the same
         ("vllm", {}),
         ("vllm-score", {}),
+        ("tei", {}),
     ],
 )
 def test_real_client_in_each_dialect_equals_in_process(
