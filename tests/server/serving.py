@@ -8,8 +8,10 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
+from typing import IO
 
 import httpx
 
@@ -38,17 +40,21 @@ def start_server(
     port = free_port()
     command = [sys.executable, "-m", "qwen3_rerank.cli", "serve", "--model", str(model)]
     command += ["--device", "cpu", "--port", str(port), *(["--api-key", KEY] if key else [])]
+    # stderr (the access log) goes to a file: an unread pipe would fill up and block the server
+    log = tempfile.TemporaryFile()  # noqa: SIM115 - open as long as the server runs
+
     proc = subprocess.Popen(
         [*command, *extra],
         env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})},
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=log,
     )
+    _logs[proc.pid] = log
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(proc.stderr.read().decode() if proc.stderr else "server died")
+            raise RuntimeError(server_log(proc))
         try:
             if httpx.get(url + "/health", timeout=1).status_code == 200:
                 return proc, url
@@ -56,6 +62,16 @@ def start_server(
             time.sleep(0.2)
     proc.kill()
     raise RuntimeError("server did not start")
+
+
+_logs: dict[int, IO[bytes]] = {}
+
+
+def server_log(proc: subprocess.Popen[bytes]) -> str:
+    """What the server wrote on stderr so far (its access log among it)."""
+    log = _logs[proc.pid]
+    log.seek(0)
+    return log.read().decode(errors="replace")
 
 
 def stop(proc: subprocess.Popen[bytes]) -> int:

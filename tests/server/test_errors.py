@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .serving import AUTH, KEY, assert_error, free_port, start_server, stop
+from .serving import AUTH, KEY, assert_error, free_port, server_log, start_server, stop
 
 JSON = {"Content-Type": "application/json"}
 GOOD = '{"query": "q", "documents": ["d"]}'
@@ -133,18 +133,18 @@ def small_body_server(
     proc, url = start_server(
         tiny_model, "--max-body-mb", "1", "--api-key-file", str(key_file), key=False
     )
-    yield Server(proc.pid, url)
+    yield Server(proc, url)
     stop(proc)
 
 
 @dataclass
 class Server:
-    pid: int
+    proc: subprocess.Popen[bytes]
     url: str
 
     def peak_memory(self) -> int:
         """The process's peak resident memory (bytes)."""
-        status = Path(f"/proc/{self.pid}/status").read_text()
+        status = Path(f"/proc/{self.proc.pid}/status").read_text()
         line = next(line for line in status.splitlines() if line.startswith("VmHWM:"))
         return int(line.split()[1]) * 1024
 
@@ -198,3 +198,28 @@ def test_the_api_key_from_a_file_and_never_an_empty_one(
     )
     assert out.returncode == 2
     assert "API key from --api-key is empty" in out.stderr
+
+
+def test_the_access_log_has_one_line_per_request_without_text_or_key(
+    small_body_server: Server,
+) -> None:
+    secret_text = "a very private document"
+    answer = httpx.post(
+        small_body_server.url + "/v1/rerank",
+        json={"query": "q", "documents": [secret_text, "other"]},
+        headers=FILE_KEY,
+    )
+    assert answer.status_code == 200
+    assert_error(httpx.get(small_body_server.url + "/v1/models"), 401, "API key")
+    lines = [
+        json.loads(line.split(" qwen3_rerank.access ", 1)[1])
+        for line in server_log(small_body_server.proc).splitlines()
+        if " qwen3_rerank.access " in line
+    ]
+    scored = [line for line in lines if line["path"] == "/v1/rerank" and line["status"] == 200]
+    assert scored[-1]["documents"] == 2
+    assert scored[-1]["method"] == "POST"
+    assert any(line["path"] == "/v1/models" and line["status"] == 401 for line in lines)
+    log = server_log(small_body_server.proc)
+    assert secret_text not in log
+    assert "from-file" not in log
