@@ -121,3 +121,14 @@ def test_openapi_documents_bodies_errors_and_the_bearer_scheme(served: str) -> N
     }
     assert spec["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
     assert {"/v1/rerank/batch", "/v1/score", "/health", "/v1/models"} <= set(spec["paths"])
+
+
+def test_a_megabyte_document_scores_as_its_first_max_length_tokens(
+    served: str, reranker: Reranker
+) -> None:
+    """The server cuts it by characters before tokenizing; the score is the in-process one,
+    which tokenizes the whole text and truncates by tokens."""
+    huge = "leaves turn light into sugar " * 70_000  # 2 MB
+    answer = post(served, "/v1/rerank", {"query": QUERY, "documents": [huge, DOCS[0]]})
+    want = reranker.score(QUERY, [huge, DOCS[0]])
+    assert by_index(answer["results"]) == pytest.approx(want, abs=1e-5)

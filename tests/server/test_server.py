@@ -108,7 +108,8 @@ def test_response_shape_top_n_and_document_objects(served: str, reranker: Rerank
 
 def test_oversized_body_is_413(served: str) -> None:
     body = json.dumps({"query": "q", "documents": ["x" * (17 * 2**20)]})
-    answer = httpx.post(served + "/v1/rerank", content=body, headers=AUTH, timeout=30)
+    headers = {**AUTH, "Content-Type": "application/json"}
+    answer = httpx.post(served + "/v1/rerank", content=body, headers=headers, timeout=30)
     assert_error(answer, 413, "body over the limit")
     assert httpx.get(served + "/health").status_code == 200
 

@@ -75,14 +75,27 @@ def _ranked(
     ]
 
 
+_RERANK_ANSWER = RerankResponse | list[TeiRank]
+
+
 @scoring.post(
     "/v1/rerank",
-    response_model=RerankResponse | list[TeiRank],
+    response_model=_RERANK_ANSWER,
     response_model_exclude_none=True,
-    summary="Rerank documents against a query (vLLM, Cohere, Jina; TEI's shape on /rerank)",
+    summary="Rerank documents against a query (vLLM, Cohere, Jina; TEI's shape too)",
 )
-@scoring.post("/rerank", response_model=RerankResponse | list[TeiRank], include_in_schema=False)
-@scoring.post("/v2/rerank", response_model=RerankResponse | list[TeiRank], include_in_schema=False)
+@scoring.post(
+    "/rerank",
+    response_model=_RERANK_ANSWER,
+    response_model_exclude_none=True,
+    include_in_schema=False,
+)
+@scoring.post(
+    "/v2/rerank",
+    response_model=_RERANK_ANSWER,
+    response_model_exclude_none=True,
+    include_in_schema=False,
+)
 async def rerank(body: RerankRequest, request: Request) -> RerankResponse | list[TeiRank]:
     service = _service(request)
     texts = body.candidates
