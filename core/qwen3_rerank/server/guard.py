@@ -5,6 +5,7 @@ document's text or the API key)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -36,7 +37,7 @@ class Guard:
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
-        status = 500
+        status = 0
 
         async def send_and_note(message: Message) -> None:
             nonlocal status
@@ -50,8 +51,15 @@ class Guard:
                 await refusal(scope, receive, send_and_note)
             else:
                 await self.app(scope, self._limited(receive), send_and_note)
+        except asyncio.CancelledError:
+            # uvicorn cancels requests still running when its shutdown grace period ends
+            if status == 0:
+                stopping = error_response(
+                    503, "server shutting down: grace period over", headers={"Retry-After": "1"}
+                )
+                await stopping(scope, receive, send_and_note)
         finally:
-            self._record(scope, status, time.perf_counter() - start)
+            self._record(scope, status or 500, time.perf_counter() - start)
 
     def _refusal(self, scope: Scope) -> Any:
         """A response refusing the request outright, or ``None``."""

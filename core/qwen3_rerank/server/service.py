@@ -147,16 +147,12 @@ class Service:
         hang_up: asyncio.Future[Any] = asyncio.ensure_future(_disconnected(request))
         try:
             await asyncio.wait({scored, hang_up}, return_when=asyncio.FIRST_COMPLETED)
-        except asyncio.CancelledError:
-            # uvicorn cancels requests still running when its shutdown grace period ends
-            scored.cancel()
-            raise ApiError(
-                503, "server shutting down: grace period over", headers={"Retry-After": "1"}
-            ) from None
-        finally:
+            client_left = not scored.done()
+        finally:  # cancelled too when the shutdown grace period ends (guard.py answers 503)
             hang_up.cancel()
-        if not scored.done():  # the client hung up: what still waits is dropped, not scored
-            scored.cancel()
+            if not scored.done():
+                scored.cancel()  # what still waits is dropped, not scored
+        if client_left:
             self.metrics.cancelled.inc()
             raise ApiError(499, "client closed the request")
         try:
