@@ -87,15 +87,15 @@ def _qwen3_body(
     server's pydantic models are not needed by the other dialects)."""
     from ..server.protocol import RerankRequest
 
+    fields: dict[str, Any] = {"model": model} if model else {}
     request = RerankRequest(
         query=query,
         documents=list(documents),
-        model=model,
         instruction=instruction,
         top_n=len(documents),
-        return_documents=False,
+        **fields,
     )
-    return request.model_dump(mode="json", exclude_none=True)
+    return request.model_dump(mode="json", exclude_unset=True)
 
 
 DIALECTS: dict[str, Dialect] = {
