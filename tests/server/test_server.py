@@ -6,12 +6,10 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,86 +18,16 @@ import pytest
 
 from qwen3_rerank import Reranker
 
-QUERY = "how do plants make food?"
-DOCS = [
-    "Photosynthesis turns light, water and carbon dioxide into sugar.",
-    "The stock market fell on Tuesday.",
-    "Chlorophyll absorbs light in the leaves of plants.",
-    "光合作用是植物制造食物的方式。",
-    "A recipe for banana bread with walnuts.",
-]
-KEY = "test-key"
-AUTH = {"Authorization": f"Bearer {KEY}"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_server(model: Path, *extra: str) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "qwen3_rerank.cli",
-            "serve",
-            "--model",
-            str(model),
-            "--device",
-            "cpu",
-            "--port",
-            str(port),
-            "--api-key",
-            KEY,
-            *extra,
-        ],
-        env={**os.environ, "HF_HUB_OFFLINE": "1"},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(proc.stderr.read().decode() if proc.stderr else "server died")
-        try:
-            if httpx.get(url + "/health", timeout=1).status_code == 200:
-                return proc, url
-        except httpx.TransportError:
-            time.sleep(0.2)
-    proc.kill()
-    raise RuntimeError("server did not start")
-
-
-def metric(url: str, name: str) -> int:
-    """One counter of the server's Prometheus metrics, labels included in ``name``
-    (``'qwen3_rerank_requests_total{code="413"}'``); 0 for a label not counted yet."""
-    text = httpx.get(url + "/metrics", headers=AUTH).text
-    for line in text.splitlines():
-        if line.startswith(name + " "):
-            return int(float(line.split()[-1]))
-    assert "{" in name, f"no {name} metric"
-    assert name.split("{")[0] in text, f"no {name} metric"
-    return 0
-
-
-def stop(proc: subprocess.Popen[bytes]) -> int:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        return proc.wait(timeout=40)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-
-
-@pytest.fixture(scope="module")
-def served(tiny_model: Path) -> Iterator[str]:
-    proc, url = start_server(tiny_model, "--max-documents", "50")
-    yield url
-    stop(proc)
+from .serving import (
+    AUTH,
+    DOCS,
+    KEY,
+    QUERY,
+    assert_error,
+    metric,
+    requests_counted,
+    start_server,
+)
 
 
 @pytest.mark.parametrize(
@@ -110,6 +38,10 @@ def served(tiny_model: Path) -> Iterator[str]:
         ("jina", {}),
         ("infinity", {}),
         ("vllm", {"apply_template": False}),
+        # a vLLM-style client wraps the input in the Qwen3 template: scored once all the same
+        ("vllm", {}),
+        ("vllm-score", {}),
+        ("tei", {}),
     ],
 )
 def test_real_client_in_each_dialect_equals_in_process(
@@ -129,8 +61,7 @@ def test_the_client_learns_the_servers_document_limit(served: str, reranker: Rer
     docs = [f"{DOCS[i % len(DOCS)]} ({i})" for i in range(120)]
 
     def counts() -> tuple[int, int]:
-        codes = [f'qwen3_rerank_requests_total{{code="{c}"}}' for c in (200, 413)]
-        return metric(served, codes[0]), metric(served, codes[1])
+        return requests_counted(served, 200), requests_counted(served, 413)
 
     with Reranker.remote(served, api="qwen3", api_key=KEY) as remote:
         before = counts()
@@ -157,7 +88,13 @@ def test_response_shape_top_n_and_document_objects(served: str, reranker: Rerank
     assert [r["index"] for r in answer["results"]] == [r.index for r in expected]
     assert answer["results"][0]["document"] == {"text": DOCS[expected[0].index]}
     assert answer["id"].startswith("rerank-")
-    assert answer["usage"] == {"total_documents": 5}
+    pairs = [reranker.engine.encoder.encode(QUERY, [d], reranker.instruction) for d in DOCS]  # type: ignore[attr-defined]
+    tokens = sum(p.pair_length(0) for p in pairs)
+    assert answer["usage"] == {
+        "prompt_tokens": tokens,
+        "total_tokens": tokens,
+        "total_documents": 5,
+    }
     bare = httpx.post(
         served + "/rerank",
         json={"query": QUERY, "documents": DOCS, "return_documents": False},
@@ -169,43 +106,11 @@ def test_response_shape_top_n_and_document_objects(served: str, reranker: Rerank
     assert empty.json()["results"] == []
 
 
-@pytest.mark.parametrize(
-    ("content", "headers", "status", "match"),
-    [
-        ('{"query": "q", "documents": ["d"]}', {}, 401, "API key"),
-        ('{"query": "q", "documents": ["d"]}', {"Authorization": "Bearer nope"}, 401, "API key"),
-        ('{"query": "q", "documents": ["d"', AUTH, 400, "malformed JSON"),
-        ('{"documents": ["d"]}', AUTH, 422, "query"),
-        ('{"query": "q", "documents": "d"}', AUTH, 422, "documents"),
-        ('{"query": "q", "documents": [1, 2]}', AUTH, 422, "documents"),
-        ('{"query": 5, "documents": ["d"]}', AUTH, 422, "query"),
-        ('{"query": "   ", "documents": ["d"]}', AUTH, 422, "query must not be empty"),
-        ('{"query": "q", "documents": ["d"], "top_n": -1}', AUTH, 422, "top_n"),
-        ('{"query": "q", "documents": ["d"], "model": "other"}', AUTH, 404, "not served"),
-        (json.dumps({"query": "q", "documents": ["d"] * 51}), AUTH, 413, "51 documents"),
-        ('["not", "an", "object"]', AUTH, 422, "body"),
-    ],
-)
-def test_bad_requests_get_their_status_and_the_server_keeps_serving(
-    served: str, content: str, headers: dict[str, str], status: int, match: str
-) -> None:
-    answer = httpx.post(
-        served + "/v1/rerank",
-        content=content,
-        headers={"Content-Type": "application/json", **headers},
-    )
-    assert answer.status_code == status
-    error = answer.json()
-    assert error["object"] == "error"
-    assert error["code"] == status
-    assert match in error["message"]
-    assert httpx.get(served + "/health").json() == {"status": "ok"}
-
-
 def test_oversized_body_is_413(served: str) -> None:
     body = json.dumps({"query": "q", "documents": ["x" * (17 * 2**20)]})
-    answer = httpx.post(served + "/v1/rerank", content=body, headers=AUTH, timeout=30)
-    assert answer.status_code == 413
+    headers = {**AUTH, "Content-Type": "application/json"}
+    answer = httpx.post(served + "/v1/rerank", content=body, headers=headers, timeout=30)
+    assert_error(answer, 413, "body over the limit")
     assert httpx.get(served + "/health").status_code == 200
 
 
@@ -213,14 +118,17 @@ def test_models_and_metrics(served: str, tiny_model: Path) -> None:
     httpx.post(served + "/v1/rerank", json={"query": QUERY, "documents": DOCS}, headers=AUTH)
     assert httpx.get(served + "/v1/models").status_code == 401
     models = httpx.get(served + "/v1/models", headers=AUTH).json()
-    assert models["data"][0]["id"] == str(tiny_model)
+    # served as the model id and its last path part
+    assert [m["id"] for m in models["data"]] == [str(tiny_model), tiny_model.name]
     text = httpx.get(served + "/metrics", headers=AUTH).text
     lines = dict(line.rsplit(" ", 1) for line in text.splitlines() if not line.startswith("#"))
-    assert int(lines['qwen3_rerank_requests_total{code="200"}']) >= 1
-    assert int(lines["qwen3_rerank_documents_total"]) >= 5
-    assert int(lines["qwen3_rerank_request_seconds_count"]) >= 1
+    assert float(lines['qwen3_rerank_requests_total{code="200",route="/v1/rerank"}']) >= 1
+    assert float(lines["qwen3_rerank_documents_total"]) >= 5
+    assert float(lines["qwen3_rerank_prompt_tokens_total"]) > 0
+    assert float(lines['qwen3_rerank_request_seconds_count{route="/v1/rerank"}']) >= 1
     assert "qwen3_rerank_queue_depth" in lines
-    assert int(lines["qwen3_rerank_batch_requests_count"]) >= 1
+    assert "qwen3_rerank_cancelled_requests_total" in lines
+    assert float(lines["qwen3_rerank_batch_requests_count"]) >= 1
 
 
 @dataclass
@@ -297,9 +205,8 @@ def drive(served: str, reranker: Reranker, documents: int) -> Load:
 def test_200_concurrent_requests_are_batched_and_all_correct(
     served: str, reranker: Reranker
 ) -> None:
-    """Dynamic batching pays where per-request work dominates: many small requests. With
-    16 documents per request the engine's per-token work dominates instead, and batching
-    can gain no more than the engine itself gains in process (~2-3x on a 2-core CPU)."""
+    """200 requests at once go to the engine in far fewer calls, and every answer is the
+    in-process engine's."""
     loads = {n: drive(served, reranker, n) for n in (1, 16)}
     for n, load in loads.items():
         print(
@@ -311,11 +218,8 @@ def test_200_concurrent_requests_are_batched_and_all_correct(
             f"{load.engine_gain:.2f}x from batching the same requests in process"
         )
         assert load.engine_calls < 150  # requests that arrived together went together
-    # Measured on the 2-core development machine that also runs the client: 3.3-4.2x for
-    # 1-document requests (benchmarks/results/serve/cpu_load.log); the bound leaves a margin
-    # for a noisier shared CI machine.
-    assert loads[1].gain >= 2.5
-    assert loads[16].gain >= 0.8
+    # No throughput bound here: on a shared 2-core machine it measures the neighbours; the
+    # numbers above are printed, and `qwen3-rerank bench --url` measures them properly.
 
 
 def test_overload_gets_503_with_retry_after_then_graceful_shutdown(tiny_model: Path) -> None:
@@ -336,6 +240,8 @@ def test_overload_gets_503_with_retry_after_then_graceful_shutdown(tiny_model: P
     try:
         answers = asyncio.run(flood())
         busy = [a for a in answers if a.status_code == 503]
+        for answer in busy:
+            assert_error(answer, 503, "queue full")
         ok = [a for a in answers if a.status_code == 200]
         assert busy
         assert ok

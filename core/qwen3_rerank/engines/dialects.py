@@ -80,11 +80,29 @@ def _rerank_body(
     return _with_model(body, model)
 
 
+def _qwen3_body(
+    query: str, documents: Sequence[str], model: str | None, instruction: str
+) -> dict[str, Any]:
+    """Our server's request, built with the server's own protocol model (imported here: the
+    server's pydantic models are not needed by the other dialects)."""
+    from ..server.protocol import RerankRequest
+
+    fields: dict[str, Any] = {"model": model} if model else {}
+    request = RerankRequest(
+        query=query,
+        documents=list(documents),
+        instruction=instruction,
+        top_n=len(documents),
+        **fields,
+    )
+    return request.model_dump(mode="json", exclude_unset=True)
+
+
 DIALECTS: dict[str, Dialect] = {
     "qwen3": Dialect(  # qwen3-rerank's own server: vLLM's shape plus the instruction
         "qwen3",
         "/v1/rerank",
-        lambda q, d, m, i: _rerank_body(q, d, m, instruction=i),
+        _qwen3_body,
         "results",
         "relevance_score",
         sends_instruction=True,
@@ -133,5 +151,6 @@ DIALECTS: dict[str, Dialect] = {
         lambda q, d, m, i: _rerank_body(q, d, m, return_documents=False),
         "results",
         "relevance_score",
+        max_documents=2048,  # Infinity answers 422 past it, not 413: the limit cannot be learned
     ),
 }

@@ -5,6 +5,10 @@ hands them to the engine in one call, so the engine can pack documents of many q
 its token-budget batches; throughput grows with concurrency. The waiting line is bounded:
 past ``max_queue`` waiting requests, ``submit`` refuses at once (the server answers 503 with
 ``Retry-After``) instead of building an unbounded backlog.
+
+A failure stays with its request: when an engine call fails, its requests are scored again
+one by one, so each gets its own result or its own error, never a neighbour's. A request whose
+caller stopped waiting (its future cancelled: the client hung up) is dropped before the engine.
 """
 
 from __future__ import annotations
@@ -17,11 +21,15 @@ from dataclasses import dataclass, field
 
 from ..engines.base import Engine, ScoredDocuments, ScoreRequest
 
-__all__ = ["BatchScheduler", "Overloaded"]
+__all__ = ["BatchScheduler", "Overloaded", "ShuttingDown"]
 
 
 class Overloaded(Exception):
     """The waiting line is full; the caller should retry later."""
+
+
+class ShuttingDown(Exception):
+    """The server stopped before the request was scored."""
 
 
 @dataclass
@@ -39,7 +47,7 @@ class BatchScheduler:
         *,
         max_queue: int = 256,
         max_batch_documents: int = 4096,
-        on_batch: Callable[[int], None] = lambda requests: None,
+        on_batch: Callable[[list[ScoreRequest]], None] = lambda requests: None,
     ) -> None:
         self.engine = engine
         self.max_queue = max_queue
@@ -58,18 +66,20 @@ class BatchScheduler:
         self._worker = asyncio.create_task(self._run())
 
     async def stop(self) -> None:
-        """Stops the worker and cancels jobs still waiting. The server calls it at shutdown,
-        after uvicorn has let in-flight requests finish."""
+        """Stops the worker; jobs still waiting fail with ``ShuttingDown``. The server calls it
+        at shutdown, after uvicorn has let in-flight requests finish."""
         if self._worker is not None:
             self._worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._worker
         for job in self._waiting:
-            job.future.cancel()
+            if not job.future.done():
+                job.future.set_exception(ShuttingDown())
         self._waiting.clear()
 
-    async def submit(self, request: ScoreRequest) -> ScoredDocuments:
-        """Scores one request along with whatever else is waiting.
+    def submit(self, request: ScoreRequest) -> asyncio.Future[ScoredDocuments]:
+        """Queues one request to be scored along with whatever else is waiting; cancel the
+        future to drop it while it still waits.
 
         Raises:
             Overloaded: ``max_queue`` requests are already waiting.
@@ -79,7 +89,7 @@ class BatchScheduler:
         job = _Job(request, asyncio.get_running_loop().create_future())
         self._waiting.append(job)
         self._wakeup.set()
-        return await job.future
+        return job.future
 
     async def _run(self) -> None:
         while True:
@@ -94,19 +104,34 @@ class BatchScheduler:
                     <= self.max_batch_documents
                 ):
                     job = self._waiting.popleft()
+                    if job.future.done():  # its caller stopped waiting: not scored
+                        continue
                     batch.append(job)
                     documents += len(job.request.documents)
-                await self._score(batch)
+                if batch:
+                    await self._score(batch)
 
     async def _score(self, batch: list[_Job]) -> None:
-        self.on_batch(len(batch))
+        requests = [job.request for job in batch]
+        self.on_batch(requests)
         try:
-            results = await self.engine.ascore([job.request for job in batch])
-        except Exception as exc:  # every waiting caller gets the engine's error
-            for job in batch:
+            results = await self.engine.ascore(requests)
+        except Exception as exc:
+            if len(batch) == 1:
+                _settle(batch[0], exc)
+                return
+            for job in batch:  # one by one: the failing request fails alone
                 if not job.future.done():
-                    job.future.set_exception(exc)
+                    await self._score([job])
             return
         for job, result in zip(batch, results, strict=True):
-            if not job.future.done():
-                job.future.set_result(result)
+            _settle(job, result)
+
+
+def _settle(job: _Job, outcome: ScoredDocuments | Exception) -> None:
+    if job.future.done():
+        return
+    if isinstance(outcome, Exception):
+        job.future.set_exception(outcome)
+    else:
+        job.future.set_result(outcome)
