@@ -20,7 +20,7 @@ from .workloads import WORKLOADS
 if TYPE_CHECKING:
     from .reranker import Reranker
 
-__all__ = ["main"]
+__all__ = ["build_parser", "main"]
 
 
 class UsageError(Exception):
@@ -36,7 +36,7 @@ class _Parser(argparse.ArgumentParser):
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the CLI; returns the process exit code."""
-    parser = _parser()
+    parser = build_parser()
     args = parser.parse_args(argv)
     try:
         code: int = args.run(args)
@@ -52,7 +52,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
+    """The CLI's argument parser (the docs' CLI reference is generated from it)."""
     parser = _Parser(prog="qwen3-rerank", description="Rerank documents with Qwen3-Reranker.")
     commands = parser.add_subparsers(
         dest="command", required=True, metavar="COMMAND", parser_class=_Parser
