@@ -9,14 +9,13 @@ once the model is in the cache.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from .errors import ModelLoadError
+from .model_folder import looks_like_path
 
-__all__ = ["looks_like_path", "resolve_model"]
+__all__ = ["resolve_model"]
 
 # the files a Qwen3-Reranker needs: config, tokenizer (json + merges/vocab), safetensors weights
 _MODEL_FILES = ["*.json", "*.txt", "*.safetensors"]
@@ -26,16 +25,6 @@ _FIXES = (
     "or download it once where the Hub is reachable and then set HF_HUB_OFFLINE=1 "
     "(Python: local_files_only=True)"
 )
-
-
-def looks_like_path(name: str) -> bool:
-    """Hub ids are ``name`` or ``owner/name``; anything else path-like is a local folder."""
-    return (
-        Path(name).expanduser().exists()
-        or name.startswith(("/", ".", "~"))
-        or name.count("/") > 1
-        or (os.sep != "/" and os.sep in name)
-    )
 
 
 def resolve_model(name: str, options: Mapping[str, Any] | None = None) -> str:
