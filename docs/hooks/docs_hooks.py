@@ -16,6 +16,7 @@ PAGES_FROM_OTHERS = {
     "engines.md": "Engines and options",
     "server.md": "Server",
     "ray.md": "Ray",
+    "benchmarks.md": "Benchmarks",
     "how-it-works.md": "How it works",
 }
 

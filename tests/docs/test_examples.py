@@ -5,9 +5,11 @@ the repository's ``examples/``; a block that fails names its page and line):
 
 - ``Qwen/Qwen3-Reranker-0.6B`` is replaced by the tiny test model's folder, and the Hub is off.
 - ``python`` blocks run in this process, each in a fresh namespace.
-- ``bash`` blocks run in ``bash -euo pipefail``. A line ending in ``&`` starts a server: it runs in
-  the background on a free port (replacing the block's ``--port N`` and ``:N``), the rest of the
-  block runs once the port answers HTTP, and the server is stopped after the block.
+- ``bash`` blocks run as written in ``bash -euo pipefail``. A line ending in ``&`` starts a server:
+  its ``--port N`` (and every ``:N`` of the block) becomes a free port, it must answer HTTP once
+  the block is done, and it is stopped with the block's process group. A block that uses its
+  server must wait for it, as a reader would (``until curl -sf localhost:N/health; do sleep 1;
+  done``).
 - A python block, or a bash block without a server of its own, that mentions ``:8000`` talks to
   one ``qwen3-rerank serve`` of the tiny model started for the session.
 - ``<!-- docs-test: skip (why) -->`` on the line before a block keeps it from running. Such
@@ -16,6 +18,7 @@ the repository's ``examples/``; a block that fails names its page and line):
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shlex
@@ -67,17 +70,17 @@ def free_port() -> int:
     return port
 
 
-def wait_for_http(port: int, process: subprocess.Popen[bytes], seconds: float = 180) -> None:
-    deadline = time.monotonic() + seconds
+def wait_for_http(port: int, process: subprocess.Popen[bytes] | None = None) -> None:
+    deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
-        if process.poll() is not None:
+        if process is not None and process.poll() is not None:
             raise AssertionError(f"the server exited with {process.returncode} before answering")
         try:
             httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
             return
         except httpx.TransportError:
             time.sleep(0.5)
-    raise AssertionError(f"nothing answered on port {port} within {seconds} s")
+    raise AssertionError(f"nothing answered on port {port} within 180 s")
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
@@ -110,47 +113,42 @@ def session_server(tiny_model: Path, docs_env: dict[str, str]) -> Iterator[int]:
         stop(process)
 
 
-def shell_command(line: str) -> str:
-    return line.split(" #")[0].strip()
-
-
 def run_bash(code: str, cwd: Path, env: dict[str, str], session_port: int | None) -> None:
-    code = code.replace("\\\n", " ")
-    servers = [line for line in code.splitlines() if shell_command(line).endswith("&")]
+    """Runs the block as written, in a session of its own; servers it starts in the background
+    get free ports, must answer HTTP once the block is done, and are stopped with the session."""
+    servers = [line for line in code.splitlines() if line.split(" #")[0].strip().endswith("&")]
+    ports = []
     for line in servers:
         old = SERVER_PORT.search(line)
-        assert old, f"a server line needs --port N: {line}"
-        code = re.sub(rf"(?<=[: ]){old[1]}\b", str(free_port()), code)
+        assert old, f"a server started with & needs --port N: {line}"
+        ports.append(free_port())
+        code = re.sub(rf"(?<=[: ]){old[1]}\b", str(ports[-1]), code)
     if not servers and session_port is not None:
         code = code.replace(":8000", f":{session_port}")
-    lines = code.splitlines()
-    background = [shell_command(line) for line in lines if shell_command(line).endswith("&")]
-    foreground = "\n".join(line for line in lines if not shell_command(line).endswith("&"))
-    processes = []
-    try:
-        for command in background:
-            process = subprocess.Popen(
-                ["bash", "-c", "exec " + command.removesuffix("&")],
-                cwd=cwd,
-                env=env,
-                start_new_session=True,
-            )
-            processes.append(process)
-            port = SERVER_PORT.search(command)
-            assert port
-            wait_for_http(int(port[1]), process)
-        out = subprocess.run(
-            ["bash", "-euo", "pipefail", "-c", foreground],
+    log = cwd / "block.log"
+    with log.open("w") as out:  # a file, not a pipe: servers left running keep it open
+        process = subprocess.Popen(
+            ["bash", "-euo", "pipefail", "-c", code],
             cwd=cwd,
             env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
-        assert out.returncode == 0, f"exit {out.returncode}\n{out.stdout}\n{out.stderr}"
+    try:
+        returncode = process.wait(timeout=300)
+        assert returncode == 0, f"exit {returncode}\n{log.read_text()}"
+        for port in ports:
+            wait_for_http(port)
     finally:
-        for process in processes:
-            stop(process)
+        try:
+            os.killpg(process.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        else:
+            time.sleep(2)  # let the servers shut down before the next block
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
