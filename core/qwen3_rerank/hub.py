@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from .engines.checkpoint import looks_like_path
 from .errors import ModelLoadError
-from .model_folder import looks_like_path
 
 __all__ = ["resolve_model"]
 

@@ -242,7 +242,7 @@ with Reranker(sys.argv[1], device="cuda") as rr:
             rr.score(q, d[:n])
     rr.rerank_batch(queries, docs)
     torch.cuda.synchronize()
-    print((int(query_gpu("memory.used")) - before) / 1024)
+    print((smi_mib() - before) / 1024)
 """
 
 
