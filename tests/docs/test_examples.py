@@ -27,6 +27,7 @@ import socket
 import subprocess
 import sys
 import time
+import types
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -151,6 +152,17 @@ def run_bash(code: str, cwd: Path, env: dict[str, str], session_port: int | None
                 os.killpg(process.pid, signal.SIGKILL)
 
 
+def run_python(code: str, where: str) -> None:
+    """Runs the block as a module of its own (dataclasses look their module up), without this
+    file's ``from __future__`` imports."""
+    module = types.ModuleType("docs_block")
+    sys.modules[module.__name__] = module
+    try:
+        exec(compile(code, where, "exec", dont_inherit=True), module.__dict__)
+    finally:
+        del sys.modules[module.__name__]
+
+
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_every_block_runs(
     page: Path,
@@ -173,7 +185,7 @@ def test_every_block_runs(
         try:
             if block.language == "python":
                 code = code.replace(":8000", f":{server_port}") if server_port else code
-                exec(compile(code, where, "exec"), {"__name__": "__docs__"})
+                run_python(code, where)
             else:
                 run_bash(code, tmp_path, docs_env, server_port)
         except BaseException as exc:
