@@ -13,14 +13,19 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from .documents import parse_documents, read_documents
-from .errors import ConfigurationError, InvalidInputError, Qwen3RerankError
+from .errors import (
+    ConfigurationError,
+    InvalidInputError,
+    MissingDependencyError,
+    Qwen3RerankError,
+)
 from .results import RerankResult
 from .workloads import CPU_WORKLOADS, GPU_WORKLOADS, WORKLOADS
 
 if TYPE_CHECKING:
     from .reranker import Reranker
 
-__all__ = ["main"]
+__all__ = ["build_parser", "main"]
 
 API_KEY_ENV = "QWEN3_RERANK_API_KEY"
 
@@ -38,12 +43,18 @@ class _Parser(argparse.ArgumentParser):
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the CLI; returns the process exit code."""
-    parser = _parser()
+    parser = build_parser()
     args = parser.parse_args(argv)
     try:
         code: int = args.run(args)
         return code
-    except (UsageError, InvalidInputError, ConfigurationError, OSError) as exc:
+    except (
+        UsageError,
+        InvalidInputError,
+        ConfigurationError,
+        MissingDependencyError,
+        OSError,
+    ) as exc:
         print(f"qwen3-rerank: error: {exc}", file=sys.stderr)
         return 2
     except Qwen3RerankError as exc:
@@ -54,7 +65,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
+    """The CLI's argument parser (the docs' CLI reference is generated from it)."""
     parser = _Parser(prog="qwen3-rerank", description="Rerank documents with Qwen3-Reranker.")
     commands = parser.add_subparsers(
         dest="command", required=True, metavar="COMMAND", parser_class=_Parser
@@ -73,7 +85,12 @@ def _parser() -> argparse.ArgumentParser:
     rerank.add_argument("--top-n", type=_positive_int, help="keep the N best documents")
     rerank.add_argument("--threshold", type=_unit_float, help="keep scores >= T (0..1)")
     rerank.add_argument("--jsonl", action="store_true", help="input lines are JSON objects")
-    rerank.add_argument("--text-field", default="text", help="JSONL field with the text")
+    rerank.add_argument(
+        "--text-field",
+        default="text",
+        help="with --jsonl: the field holding each document's text (an 'id' field, if any, "
+        "is copied to the output)",
+    )
     rerank.add_argument("--format", choices=("jsonl", "table"), default="jsonl")
     rerank.add_argument("--quiet", action="store_true", help="no progress bar")
     _remote_arguments(rerank, "score on this rerank server instead of a local model")
@@ -224,10 +241,16 @@ def _engine_arguments(parser: argparse.ArgumentParser, model_required: bool = Tr
     group.add_argument("--max-length", type=_positive_int, default=8192, help="tokens per pair")
     group.add_argument("--max-batch-tokens", type=_positive_int, help="tokens per forward pass")
     group.add_argument("--max-memory", help="torch engine: device memory cap, e.g. 1.5GiB")
-    group.add_argument("--quantization", help="fp8: FP8 projections (GPUs with FP8 units)")
+    group.add_argument(
+        "--quantization",
+        choices=("fp8",),
+        help="fp8: FP8 projections, bfloat16 only (CUDA GPUs with FP8 units)",
+    )
 
 
 def _engine_options(args: argparse.Namespace) -> dict[str, Any]:
+    if args.quantization == "fp8":
+        _check_fp8(args.device, args.dtype)
     options: dict[str, Any] = {
         "engine": args.engine,
         "device": args.device,
@@ -243,10 +266,34 @@ def _engine_options(args: argparse.Namespace) -> dict[str, Any]:
     return options
 
 
+def _check_fp8(device: str | None, dtype: str | None) -> None:
+    """The engine's own errors name Python arguments; these name the flags."""
+    if dtype not in (None, "bfloat16"):
+        raise UsageError(f"--quantization fp8 needs --dtype bfloat16 (got --dtype {dtype})")
+    if device is None:
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if not device.startswith("cuda"):
+        raise UsageError(
+            f"--quantization fp8 needs a CUDA GPU with FP8 units; this run is on {device} "
+            "(drop --quantization)"
+        )
+
+
 def _run_rerank(args: argparse.Namespace) -> int:
     if not args.query.strip():
         raise UsageError("--query must not be empty")
+    if args.file == "-" and sys.stdin.isatty():
+        print(
+            "qwen3-rerank: reading documents from stdin, one per line; end with Ctrl-D "
+            "(or give a file: qwen3-rerank rerank ... docs.txt)",
+            file=sys.stderr,
+        )
     records = _read_documents(args.file, args.jsonl, args.text_field)
+    if not records:
+        where = "stdin" if args.file == "-" else args.file
+        raise UsageError(f"{where} has no documents (every line is blank)")
     show_progress = not args.quiet and sys.stderr.isatty()
     if not show_progress:
         _quiet_transformers()
@@ -356,7 +403,10 @@ def _run_ui(args: argparse.Namespace) -> int:
     with _reranker(args) as rr:
         demo = build_ui(rr)
         print(f"qwen3-rerank: page on http://{args.host}:{args.port}", file=sys.stderr)
-        demo.launch(server_name=args.host, server_port=args.port, share=False, show_error=False)
+        # quiet: Gradio's own lines would suggest share=True, which the CLI does not offer
+        demo.launch(
+            server_name=args.host, server_port=args.port, share=False, show_error=False, quiet=True
+        )
     return 0
 
 
@@ -425,9 +475,19 @@ def _leave_a_core_for_the_event_loop(rr: Any) -> None:
 
 
 def _run_make_model(args: argparse.Namespace) -> int:
+    import shutil
+    from pathlib import Path
+
     from .random_model import build_random_model
 
-    print(build_random_model(args.path, args.size, seed=args.seed))
+    folder = Path(args.path)
+    existed = folder.exists()
+    try:
+        print(build_random_model(folder, args.size, seed=args.seed))
+    except BaseException:
+        if not existed:  # a half-made model folder would look like a model to the next command
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
     return 0
 
 

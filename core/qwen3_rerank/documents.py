@@ -23,13 +23,13 @@ def parse_documents(
     data: bytes, jsonl: bool, field: str = "text", name: str = "input"
 ) -> list[tuple[str, Any]]:
     """(text, id-or-None) for each non-blank line; JSONL lines are objects with ``field`` (and
-    optionally ``id``) or plain JSON strings.
+    optionally ``id``) or plain JSON strings. A leading UTF-8 byte-order mark is dropped.
 
     Raises:
         InvalidInputError: Not UTF-8, a line that is not JSON, or a JSON line without the field.
     """
-    try:
-        lines = data.decode("utf-8").splitlines()
+    try:  # utf-8-sig: a byte-order mark (Windows editors write one) is not part of the text
+        lines = data.decode("utf-8-sig").splitlines()
     except UnicodeDecodeError as exc:
         raise InvalidInputError(f"{name} is not UTF-8 (byte {exc.start})") from exc
     records: list[tuple[str, Any]] = []

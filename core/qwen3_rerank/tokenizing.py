@@ -1,9 +1,8 @@
 """Prompt parts to token ids through a fast tokenizer's Rust backend, long texts on all cores.
 
 The backend's ``encode_batch_fast`` encodes the texts of one call in parallel, one text per
-thread, so a piece holding one or two 4000-token documents kept one or two cores busy: on the
-H100 host, each such piece took 13-18 ms while the GPU waited for it
-(benchmarks/results/probes/latency_probe_long_before_pieces.json).
+thread, so a piece holding one or two long documents kept one or two cores busy while the GPU
+waited for it (docs/performance.md has the measurements).
 
 A long text is therefore cut into pieces of about :data:`CHUNK_CHARS` characters, each cut just
 before a space that lies between two letters, and the pieces are encoded in the same parallel

@@ -114,7 +114,11 @@ def test_table_format_and_truncation(tiny_model: Path, tmp_path: Path) -> None:
         (["--query", "q", "--device", "quantum", "-"], "doc\n", "device"),
         (["--query", "q", "--engine", "nope", "-"], "doc\n", "unknown engine"),
         (["--query", "q", "--max-length", "10", "-"], "doc\n", "max_length"),
-        (["--query", "q", "--quantization", "int4", "-"], "doc\n", "unknown quantization"),
+        (
+            ["--query", "q", "--quantization", "int4", "-"],
+            "doc\n",
+            "--quantization: invalid choice",
+        ),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(
@@ -128,13 +132,28 @@ def test_bad_input_is_one_line_and_exit_2(
     assert out.stdout == ""
 
 
-def test_fp8_from_the_command_line(tiny_model: Path) -> None:
-    args = ["--device", "cpu", "--dtype", "bfloat16", "--quantization", "fp8", "-q", QUERY, "-"]
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (
+            ["--device", "cpu"],
+            "qwen3-rerank: error: --quantization fp8 needs a CUDA GPU with FP8 units; "
+            "this run is on cpu (drop --quantization)",
+        ),
+        (
+            ["--dtype", "float32"],
+            "qwen3-rerank: error: --quantization fp8 needs --dtype bfloat16 (got --dtype float32)",
+        ),
+    ],
+)
+def test_fp8_is_refused_in_the_flags_words(
+    tiny_model: Path, flags: list[str], message: str
+) -> None:
+    args = [*flags, "--quantization", "fp8", "-q", QUERY, "-"]
     out = run_cli("rerank", "--model", str(tiny_model), *args, stdin="\n".join(DOCS))
-    assert out.returncode == 0, out.stderr
-    got = {line["index"]: line["score"] for line in map(json.loads, out.stdout.splitlines())}
-    with Reranker(tiny_model, device="cpu", dtype="bfloat16", quantization="fp8") as rr:
-        assert [got[i] for i in range(len(DOCS))] == pytest.approx(rr.score(QUERY, DOCS), abs=1e-6)
+    assert out.returncode == 2
+    assert out.stderr.strip() == message
+    assert out.stdout == ""
 
 
 def test_rerank_needs_a_model_or_a_server() -> None:

@@ -151,7 +151,7 @@ def test_gated_mlp_kernel_equals_the_unfused_mlp(rows: int, dtype: torch.dtype) 
     stepped = gated_mlp_launch(x, weight, small, programs=2)
     assert torch.allclose(stepped.float(), want, atol=tolerance, rtol=tolerance)
     # gate and up are rounded to the model dtype first, as the unfused path stores them (on
-    # the H100 the two agreed bit for bit: benchmarks/results/probes/mlp_probe.json)
+    # the H100 the two agreed bit for bit: docs/performance.md)
     if dtype != torch.float32:
         unfused = layers.silu_gate(x, weight).float()
         assert torch.allclose(got.float(), unfused, atol=tolerance, rtol=tolerance)

@@ -178,7 +178,7 @@ def test_flash_attention_fallback_scores_like_the_prefix_kernel(model_06b: Path)
 def test_unfused_mlp_scores_like_the_gated_mlp_kernel(model_06b: Path) -> None:
     """The fused gate/up + SiLU kernel and cuBLAS + inductor's kernel give the same scores up
     to bf16 noise (the contract's 1e-2), through the same compiled graph and CUDA graphs. On
-    the H100 they differed by up to 0.004 (benchmarks/results/gpu_tests_gated_mlp.log)."""
+    the H100 they differed by up to 0.004 (the GPU test log of that change, in git history)."""
     queries, docs = workload(3)
     with Reranker(model_06b, device="cuda") as rr:
         assert rr.engine.fused_mlp  # type: ignore[attr-defined]

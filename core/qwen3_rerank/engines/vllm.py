@@ -36,8 +36,8 @@ QWEN3_RERANKER_OVERRIDES = {
     "classifier_from_token": ["no", "yes"],
     "is_original_qwen3_reranker": True,
 }
-# 3 GiB: 0.97 / 1.16 / 1.14 of vLLM's own defaults on the three workloads at 6-7 GiB whole-GPU;
-# 2 GiB reached only 0.85 on rag100x256 (benchmarks/results/run-2026-11-21.json, H100).
+# 3 GiB: about the speed of vLLM's own defaults (90% of the GPU) in a few GiB; 2 GiB left many
+# short documents waiting for cache (docs/performance.md).
 DEFAULT_KV_CACHE_BYTES = 3 * 2**30
 
 

@@ -71,8 +71,8 @@ class _Lanes:
 
     The slots gate every call on the engine in this loop together. Why several small clients:
     httpx's pool rescans all its connections, quadratically and polling idle sockets, whenever a
-    request starts or ends; 200 concurrent 1-document calls to our server through one pool of
-    32 connections cost 5.1 ms of client CPU per request, 1.7 ms this way."""
+    request starts or ends, so one large pool costs client CPU per request that grows with the
+    pool (docs/performance.md)."""
 
     def __init__(self, settings: dict[str, Any], max_concurrency: int) -> None:
         self.clients: list[httpx.AsyncClient] = []
@@ -118,7 +118,7 @@ class RemoteEngine:
         headers = {"Authorization": f"Bearer {options.api_key}"} if options.api_key else {}
         self._settings: dict[str, Any] = {
             "base_url": self.base_url,
-            # one TLS context for all clients: building one loads the CA bundle (~40 ms)
+            # one TLS context for all clients: building one loads the whole CA bundle
             "verify": httpx.create_ssl_context(),
             "timeout": options.timeout,
             "headers": headers,

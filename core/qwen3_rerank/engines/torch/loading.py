@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from ...errors import ConfigurationError, ModelLoadError
+from ...hub import resolve_model
 from ..checkpoint import local_folder
 from .options import DEVICE_TYPES, DTYPE_NAMES, TorchOptions
 
@@ -89,7 +90,10 @@ def load(
     then the causal LM, keeping its decoder body and the yes/no direction of its head."""
     name = os.fspath(model)
     folder = local_folder(name)
-    source = os.fspath(folder) if folder is not None else name
+    # a Hub id resolves to its cached snapshot here, failing fast and in one line when unreachable
+    source = (
+        os.fspath(folder) if folder is not None else resolve_model(name, options.load_options())
+    )
     tokenizer = _load_tokenizer(name, source, options.load_options())
     yes_id, no_id = _yes_no_ids(tokenizer, name)
     causal_lm = _load_causal_lm(name, source, dtype, options.load_options())
