@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from .documents import parse_documents, read_documents
 from .errors import ConfigurationError, InvalidInputError, Qwen3RerankError
+from .ray.cli import add_batch_command, add_serve_ray_arguments
 from .results import RerankResult
 from .workloads import WORKLOADS
 
@@ -91,7 +92,13 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-documents", type=_positive_int, default=1000, help="per request")
     serve.add_argument("--max-queue", type=_positive_int, default=256, help="waiting requests")
     _engine_arguments(serve)
+    add_serve_ray_arguments(serve)
     serve.set_defaults(run=_run_serve)
+
+    batch = add_batch_command(commands)
+    _remote_arguments(batch, "score on this rerank server instead of a local model")
+    _engine_arguments(batch, model_required=False)
+    batch.set_defaults(run=_run_batch)
 
     ui = commands.add_parser(
         "ui",
@@ -235,6 +242,11 @@ def _run_rerank(args: argparse.Namespace) -> int:
 
 
 def _run_serve(args: argparse.Namespace) -> int:
+    if args.ray:
+        from .ray.cli import run_serve
+
+        _quiet_transformers()
+        return run_serve(args, _engine_options(args))
     try:
         import uvicorn
 
@@ -260,6 +272,14 @@ def _run_serve(args: argparse.Namespace) -> int:
             app, host=args.host, port=args.port, log_level="warning", timeout_graceful_shutdown=30
         )
     return 0
+
+
+def _run_batch(args: argparse.Namespace) -> int:
+    if (args.model is None) and (args.url is None):
+        raise UsageError("give --model (a local engine) or --url (a rerank server)")
+    from .ray.cli import run_batch
+
+    return run_batch(args, _engine_options(args))
 
 
 def _run_ui(args: argparse.Namespace) -> int:

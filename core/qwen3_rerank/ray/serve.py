@@ -121,19 +121,20 @@ def rerank_deployment(
             }
         }
     )
-    deployment = serve.deployment(RerankServer).options(
+    deployment = serve.deployment(
         name="qwen3-rerank",
         ray_actor_options=actor_options,
         max_ongoing_requests=max_queue,
         **scaling,
-    )
+    )(RerankServer)
     server_options = {
         "model_name": model_name or model,
         "api_key": api_key,
         "max_documents": max_documents,
         "max_queue": max_queue,
     }
-    return deployment.bind(model, server_options, reranker_options)
+    app: Application = deployment.bind(model, server_options, reranker_options)
+    return app
 
 
 class RerankAppArgs(BaseModel):
