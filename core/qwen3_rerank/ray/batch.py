@@ -164,14 +164,19 @@ def rerank_dataset(
     num_gpus: float = 0,
     num_cpus: float | None = None,
     batch_size: int = 1024,
-    max_restarts: int = -1,
-    max_task_retries: int = -1,
+    batches: type[RerankBatches] | None = None,
     **options: Any,
 ) -> Dataset:
     """``ds`` with a score column (and an error column), one ``Reranker`` per actor.
 
     Lazy like every Ray Data transform: nothing runs until the result is consumed
     (``write_parquet``, ``take_all``, ``iter_batches``, ...). Output rows keep the input order.
+
+    Faults: Ray Data restarts an actor that dies and sends the batch it held again, without
+    limit (its actor pools' defaults, ``max_restarts=-1`` and ``max_task_retries=-1``); a
+    batch's rows are emitted once, when it completes, so every row is scored exactly once. A
+    bad row with ``strict=True`` fails the job with an ``InvalidInputError`` naming the row
+    (Ray's ``RayTaskError`` made an instance of it; ``.cause`` is the original).
 
     Args:
         ds: Rows of ``{query, document}`` or ``{query, documents}`` (see :class:`RerankBatches`).
@@ -180,8 +185,8 @@ def rerank_dataset(
         num_gpus: GPUs per actor (1: one model per GPU).
         num_cpus: CPUs per actor (default: 1 without GPUs, Ray's default with them).
         batch_size: Rows per batch handed to an actor (its unit of work and of retry).
-        max_restarts, max_task_retries: Ray restarts an actor that dies and resends the batch
-            it held (``-1``: without limit); a batch's rows are written once, when it finishes.
+        batches: A :class:`RerankBatches` subclass to run instead (to log, filter or enrich
+            rows around the scoring); ``options`` go to its constructor.
         **options: :class:`RerankBatches` options (``url``, ``strict``, column names) and
             ``Reranker`` options (``engine``, ``device``, ``dtype``, ``max_batch_tokens``, ...).
     """
@@ -190,7 +195,7 @@ def rerank_dataset(
     if num_cpus is None and not num_gpus:
         num_cpus = 1
     out = ds.map_batches(
-        RerankBatches,
+        batches or RerankBatches,
         fn_constructor_args=(model,),
         fn_constructor_kwargs=options,
         batch_size=batch_size,
@@ -199,11 +204,12 @@ def rerank_dataset(
         num_gpus=num_gpus,
         num_cpus=num_cpus,
         udf_modifying_row_count=False,
-        max_restarts=max_restarts,
-        max_task_retries=max_task_retries,
     )
     # Ray Data may emit batches as they finish; scores must line up with the rows read in.
     out.context.execution_options.preserve_order = True
+    # Raised as Ray's error that is also the package's (InvalidInputError, EngineError, ...),
+    # not a generic UserCodeException, so callers can catch what they know.
+    out.context.raise_original_map_exception = True
     return out
 
 

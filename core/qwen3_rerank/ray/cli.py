@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, Qwen3RerankError
 
 __all__ = ["add_batch_command", "add_serve_ray_arguments", "run_batch", "run_serve"]
 
@@ -77,7 +77,18 @@ def run_batch(args: argparse.Namespace, engine_options: dict[str, Any]) -> int:
             strict=args.strict,
             **options,
         )
-        getattr(scored, f"write_{write_format}")(args.output)
+        try:
+            getattr(scored, f"write_{write_format}")(args.output)
+        except Exception as exc:  # Ray wraps what the actors raised in its own errors
+            ours = _our_error(exc)
+            if ours is None:
+                raise
+            # Ray appends its retry advice to the message; ours is its first line.
+            try:
+                clean = type(ours)(str(ours).split("\n", 1)[0])
+            except TypeError:  # an error type that needs more than a message
+                clean = ours
+            raise clean from None
     finally:
         ray.shutdown()
     print(f"qwen3-rerank: wrote {args.output}", file=sys.stderr)
@@ -123,6 +134,18 @@ def run_serve(args: argparse.Namespace, engine_options: dict[str, Any]) -> int:
     finally:
         serve.shutdown()  # type: ignore[no-untyped-call]
         ray.shutdown()
+
+
+def _our_error(error: BaseException | None) -> Qwen3RerankError | None:
+    """The package's error that Ray's wrappers carry (the innermost), so the CLI reports it in
+    one line with its exit code."""
+    found, seen = None, []
+    while error is not None and error not in seen:
+        seen.append(error)
+        if isinstance(error, Qwen3RerankError):
+            found = error
+        error = getattr(error, "cause", None) or error.__cause__
+    return found
 
 
 def _format(path: str, reading: bool = False) -> str:
