@@ -105,8 +105,10 @@ def run_serve(args: argparse.Namespace, engine_options: dict[str, Any]) -> int:
     from .serve import rerank_deployment
 
     ray.init(address=args.ray_address, include_dashboard=False)
-    # A stop request (SIGTERM) takes the same way out as Ctrl-C: undeploy, then leave.
+    # SIGTERM, and SIGINT even where a shell started us in the background with it ignored, take
+    # the way out of Ctrl-C: undeploy, then leave.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         serve.start(http_options={"host": args.host, "port": args.port})
         app = rerank_deployment(
