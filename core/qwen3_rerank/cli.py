@@ -19,6 +19,7 @@ from .errors import (
     MissingDependencyError,
     Qwen3RerankError,
 )
+from .ray.cli import add_batch_command, add_serve_ray_arguments
 from .results import RerankResult
 from .workloads import CPU_WORKLOADS, GPU_WORKLOADS, WORKLOADS
 
@@ -147,7 +148,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="no per-request log line on stderr",
     )
     _engine_arguments(serve)
+    add_serve_ray_arguments(serve)
     serve.set_defaults(run=_run_serve)
+
+    batch = add_batch_command(commands)
+    _remote_arguments(batch, "score on this rerank server instead of a local model")
+    _engine_arguments(batch, model_required=False)
+    batch.set_defaults(run=_run_batch)
 
     ui = commands.add_parser(
         "ui",
@@ -325,6 +332,15 @@ def _run_rerank(args: argparse.Namespace) -> int:
 
 
 def _run_serve(args: argparse.Namespace) -> int:
+    api_key = _serve_api_key(args)
+    names = args.served_model_name or list(
+        dict.fromkeys([args.model, args.model.rstrip("/").rsplit("/", 1)[-1]])
+    )
+    if args.ray:
+        from .ray.cli import run_serve
+
+        _quiet_transformers()
+        return run_serve(args, _engine_options(args), api_key=api_key, model_names=names)
     try:
         import uvicorn
 
@@ -334,10 +350,6 @@ def _run_serve(args: argparse.Namespace) -> int:
         raise UsageError(f"{exc.name} is missing: pip install 'qwen3-rerank[server]'") from exc
     from .reranker import Reranker
 
-    api_key = _serve_api_key(args)
-    names = args.served_model_name or list(
-        dict.fromkeys([args.model, args.model.rstrip("/").rsplit("/", 1)[-1]])
-    )
     if args.access_log:
         import logging
 
@@ -392,6 +404,14 @@ def _serve_api_key(args: argparse.Namespace) -> str | None:
     if not key.strip():
         raise UsageError(f"the API key from {where} is empty; give a key, or none at all")
     return str(key)
+
+
+def _run_batch(args: argparse.Namespace) -> int:
+    if (args.model is None) and (args.url is None):
+        raise UsageError("give --model (a local engine) or --url (a rerank server)")
+    from .ray.cli import run_batch
+
+    return run_batch(args, _engine_options(args))
 
 
 def _run_ui(args: argparse.Namespace) -> int:
