@@ -83,6 +83,8 @@ class Reranker:
             raise ConfigurationError("model must not be blank")
         if llm is not None and engine == "auto":
             engine = "vllm"
+        if self.model is None and engines.resolve(engine) == "torch":
+            raise ConfigurationError("a model (Hub id or local folder) is required")
         self.engine = engines.create(engine, self.model, **options)
 
     @classmethod
