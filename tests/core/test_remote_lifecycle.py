@@ -13,7 +13,7 @@ import pytest
 
 from qwen3_rerank import EngineError, RemoteStatusError, Reranker
 from tests.core.test_http_engine import DOCS, QUERY, FakeServer, documented_answer, vendor_score
-from tests.server.test_server import KEY, start_server, stop
+from tests.server.serving import KEY, start_server, stop
 
 
 @pytest.fixture(scope="module")
