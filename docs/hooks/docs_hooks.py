@@ -1,33 +1,15 @@
-"""MkDocs hooks: the CLI reference from the real argparse parser, and stand-ins for pages that
-other branches write (so the site builds, strict, before they land)."""
+"""MkDocs hook: the CLI reference generated from the real argparse parser."""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
 
-from mkdocs.structure.files import File, Files
+from mkdocs.structure.files import Files
 
 from qwen3_rerank.cli import build_parser
 
 CLI_MARKER = "<!-- cli-reference -->"
-# pages written elsewhere: until they exist, the nav points at a one-line stand-in
-PAGES_FROM_OTHERS = {
-    "engines.md": "Engines and options",
-    "server.md": "Server",
-    "ray.md": "Ray",
-    "benchmarks.md": "Benchmarks",
-    "how-it-works.md": "How it works",
-}
-
-
-def on_files(files: Files, config: Any) -> Files:
-    for name, title in PAGES_FROM_OTHERS.items():
-        if files.get_file_from_path(name) is None:
-            files.append(
-                File.generated(config, name, content=f"# {title}\n\nThis page is being written.\n")
-            )
-    return files
 
 
 def on_page_markdown(markdown: str, page: Any, config: Any, files: Files) -> str:
