@@ -132,3 +132,14 @@ def test_a_megabyte_document_scores_as_its_first_max_length_tokens(
     answer = post(served, "/v1/rerank", {"query": QUERY, "documents": [huge, DOCS[0]]})
     want = reranker.score(QUERY, [huge, DOCS[0]])
     assert by_index(answer["results"]) == pytest.approx(want, abs=1e-5)
+
+
+def test_repeated_documents_tie_exactly(served: str, reranker: Reranker) -> None:
+    """Results merged from several retrievers repeat documents: each copy gets the same score,
+    whichever packed batch it would have landed in."""
+    documents = [DOCS[0], DOCS[1], DOCS[0], DOCS[2], DOCS[1]]
+    answer = post(served, "/v1/rerank", {"query": QUERY, "documents": documents})
+    scores = by_index(answer["results"])
+    assert scores[0] == scores[2]
+    assert scores[1] == scores[4]
+    assert scores == pytest.approx(reranker.score(QUERY, documents), abs=1e-5)

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ..engines.base import Engine, ScoredDocuments, ScoreRequest
+from ..unique_pairs import unique_pairs
 
 __all__ = ["BatchScheduler", "Overloaded", "ShuttingDown"]
 
@@ -115,7 +116,9 @@ class BatchScheduler:
         requests = [job.request for job in batch]
         self.on_batch(requests)
         try:
-            results = await self.engine.ascore(requests)
+            # identical pairs, within a request or across the batch, are scored once and tie
+            unique, expand, _ = unique_pairs(requests)
+            results = expand(await self.engine.ascore(unique))
         except Exception as exc:
             if len(batch) == 1:
                 _settle(batch[0], exc)
