@@ -116,7 +116,8 @@ def session_server(tiny_model: Path, docs_env: dict[str, str]) -> Iterator[int]:
 
 def run_bash(code: str, cwd: Path, env: dict[str, str], session_port: int | None) -> None:
     """Runs the block as written, in a session of its own; servers it starts in the background
-    get free ports, must answer HTTP once the block is done, and are stopped with the session."""
+    get free ports, must answer HTTP once the block is done (unless the block stops them itself,
+    after using them), and are stopped with the session."""
     servers = [line for line in code.splitlines() if line.split(" #")[0].strip().endswith("&")]
     ports = []
     for line in servers:
@@ -139,8 +140,9 @@ def run_bash(code: str, cwd: Path, env: dict[str, str], session_port: int | None
     try:
         returncode = process.wait(timeout=300)
         assert returncode == 0, f"exit {returncode}\n{log.read_text()}"
-        for port in ports:
-            wait_for_http(port)
+        if "kill " not in code:  # a block that stops its servers itself has talked to them
+            for port in ports:
+                wait_for_http(port)
     finally:
         try:
             os.killpg(process.pid, signal.SIGTERM)
