@@ -86,8 +86,9 @@ def test_ray_serve_answers_the_server_protocol_with_in_process_scores(
     assert body["results"][0]["document"] == {"text": DOCS[want[0][0]]}
 
     bad = httpx.post(f"{ray_server}/v1/rerank", json={"query": "", "documents": ["x"]}, timeout=60)
-    assert bad.status_code == 422  # the same typed errors as `qwen3-rerank serve`
-    assert bad.json()["type"] == "invalid_request"
+    assert bad.status_code == 400  # the same typed errors as `qwen3-rerank serve`
+    assert bad.json()["error"]["type"] == "BadRequestError"
+    assert "query must not be empty" in bad.json()["detail"]
     assert "qwen3_rerank_requests_total" in httpx.get(f"{ray_server}/metrics", timeout=60).text
 
 
