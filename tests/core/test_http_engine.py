@@ -74,7 +74,7 @@ class FakeServer:
             documented_answer(path, body),
         )
         self.in_flight = self.max_in_flight = 0
-        self._lock = threading.Lock()
+        self.lock = threading.Lock()
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -85,7 +85,7 @@ class FakeServer:
 
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                with server._lock:
+                with server.lock:
                     server.requests.append((self.path, dict(self.headers), body))
                     n = len(server.requests)
                     server.in_flight += 1
@@ -93,7 +93,7 @@ class FakeServer:
                 try:
                     self._act(server.behaviour(self.path, body, n))
                 finally:
-                    with server._lock:
+                    with server.lock:
                         server.in_flight -= 1
 
             def _act(self, action: Action) -> None:
