@@ -12,19 +12,19 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
-from .documents import parse_documents, read_documents
-from .errors import (
+from ..documents import parse_documents, read_documents
+from ..errors import (
     ConfigurationError,
     InvalidInputError,
     MissingDependencyError,
     Qwen3RerankError,
 )
-from .ray.cli import add_batch_command, add_serve_ray_arguments
-from .results import RerankResult
-from .workloads import CPU_WORKLOADS, GPU_WORKLOADS, WORKLOADS
+from ..ray.cli import add_batch_command, add_serve_ray_arguments
+from ..results import RerankResult
+from ..workloads import CPU_WORKLOADS, GPU_WORKLOADS, WORKLOADS
 
 if TYPE_CHECKING:
-    from .reranker import Reranker
+    from ..reranker import Reranker
 
 __all__ = ["build_parser", "main"]
 
@@ -224,7 +224,7 @@ def _remote_arguments(parser: argparse.ArgumentParser, url_help: str) -> None:
 def _reranker(args: argparse.Namespace) -> Reranker:
     """A remote reranker with ``--url`` (``--model``, if given, names the server's model),
     else a local engine from the engine options."""
-    from .reranker import Reranker
+    from ..reranker import Reranker
 
     if args.url:
         return Reranker.remote(
@@ -337,18 +337,18 @@ def _run_serve(args: argparse.Namespace) -> int:
         dict.fromkeys([args.model, args.model.rstrip("/").rsplit("/", 1)[-1]])
     )
     if args.ray:
-        from .ray.cli import run_serve
+        from ..ray.cli import run_serve
 
         _quiet_transformers()
         return run_serve(args, _engine_options(args), api_key=api_key, model_names=names)
     try:
         import uvicorn
 
-        from .server.app import create_app
-        from .server.guard import ACCESS_LOG
+        from ..server.app import create_app
+        from ..server.guard import ACCESS_LOG
     except ImportError as exc:
         raise UsageError(f"{exc.name} is missing: pip install 'qwen3-rerank[server]'") from exc
-    from .reranker import Reranker
+    from ..reranker import Reranker
 
     if args.access_log:
         import logging
@@ -409,7 +409,7 @@ def _serve_api_key(args: argparse.Namespace) -> str | None:
 def _run_batch(args: argparse.Namespace) -> int:
     if (args.model is None) and (args.url is None):
         raise UsageError("give --model (a local engine) or --url (a rerank server)")
-    from .ray.cli import run_batch
+    from ..ray.cli import run_batch
 
     return run_batch(args, _engine_options(args))
 
@@ -417,7 +417,7 @@ def _run_batch(args: argparse.Namespace) -> int:
 def _run_ui(args: argparse.Namespace) -> int:
     if (args.model is None) == (args.url is None):
         raise UsageError("give either --model (local engine) or --url (remote server)")
-    from .ui import build_ui
+    from ..ui import build_ui
 
     _quiet_transformers()
     with _reranker(args) as rr:
@@ -435,7 +435,7 @@ def _run_bench(args: argparse.Namespace) -> int:
         from transformers import AutoTokenizer
     except ImportError as exc:
         raise UsageError("transformers is missing: pip install 'qwen3-rerank[torch]'") from exc
-    from .bench import bench
+    from ..bench import bench
 
     _quiet_transformers()
     with _reranker(args) as rr:
@@ -498,7 +498,7 @@ def _run_make_model(args: argparse.Namespace) -> int:
     import shutil
     from pathlib import Path
 
-    from .random_model import build_random_model
+    from ..random_model import build_random_model
 
     folder = Path(args.path)
     existed = folder.exists()
@@ -555,7 +555,3 @@ def _unit_float(text: str) -> float:
     if not 0.0 <= value <= 1.0:
         raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}")
     return value
-
-
-if __name__ == "__main__":
-    sys.exit(main())
