@@ -10,7 +10,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, NoReturn, TextIO
+from typing import Any, TextIO
 
 from ..documents import parse_documents, read_documents
 from ..errors import (
@@ -22,24 +22,21 @@ from ..errors import (
 from ..ray.cli import add_batch_command, add_serve_ray_arguments
 from ..results import RerankResult
 from ..workloads import CPU_WORKLOADS, GPU_WORKLOADS, WORKLOADS
-
-if TYPE_CHECKING:
-    from ..reranker import Reranker
+from .common import (
+    CliParser,
+    UsageError,
+    add_engine_arguments,
+    add_remote_arguments,
+    build_reranker,
+    engine_options,
+    positive_int,
+    quiet_transformers,
+    unit_float,
+)
 
 __all__ = ["build_parser", "main"]
 
 API_KEY_ENV = "QWEN3_RERANK_API_KEY"
-
-
-class UsageError(Exception):
-    """Bad command-line input found before any model is loaded."""
-
-
-class _Parser(argparse.ArgumentParser):
-    """Reports a usage error as one line on stderr (exit 2), not the whole usage text."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -68,9 +65,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The CLI's argument parser (the docs' CLI reference is generated from it)."""
-    parser = _Parser(prog="qwen3-rerank", description="Rerank documents with Qwen3-Reranker.")
+    parser = CliParser(prog="qwen3-rerank", description="Rerank documents with Qwen3-Reranker.")
     commands = parser.add_subparsers(
-        dest="command", required=True, metavar="COMMAND", parser_class=_Parser
+        dest="command", required=True, metavar="COMMAND", parser_class=CliParser
     )
 
     rerank = commands.add_parser(
@@ -83,8 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     rerank.add_argument("file", nargs="?", default="-", help="documents file, or - for stdin")
     rerank.add_argument("--query", "-q", required=True, help="the search query")
     rerank.add_argument("--instruction", help="task instruction (default: web search)")
-    rerank.add_argument("--top-n", type=_positive_int, help="keep the N best documents")
-    rerank.add_argument("--threshold", type=_unit_float, help="keep scores >= T (0..1)")
+    rerank.add_argument("--top-n", type=positive_int, help="keep the N best documents")
+    rerank.add_argument("--threshold", type=unit_float, help="keep scores >= T (0..1)")
     rerank.add_argument("--jsonl", action="store_true", help="input lines are JSON objects")
     rerank.add_argument(
         "--text-field",
@@ -94,8 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rerank.add_argument("--format", choices=("jsonl", "table"), default="jsonl")
     rerank.add_argument("--quiet", action="store_true", help="no progress bar")
-    _remote_arguments(rerank, "score on this rerank server instead of a local model")
-    _engine_arguments(rerank, model_required=False)
+    add_remote_arguments(rerank, "score on this rerank server instead of a local model")
+    add_engine_arguments(rerank, model_required=False)
     rerank.set_defaults(run=_run_rerank)
 
     serve = commands.add_parser(
@@ -106,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Requests arriving together are scored together. See docs/server.md.",
     )
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    serve.add_argument("--port", type=_positive_int, default=8000)
+    serve.add_argument("--port", type=positive_int, default=8000)
     serve.add_argument(
         "--api-key",
         help=f"require 'Authorization: Bearer KEY' (better: the {API_KEY_ENV} environment "
@@ -118,26 +115,26 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         help="names clients may send as 'model' (default: --model and its last path part)",
     )
-    serve.add_argument("--max-documents", type=_positive_int, default=1000, help="per request")
-    serve.add_argument("--max-queue", type=_positive_int, default=256, help="waiting requests")
+    serve.add_argument("--max-documents", type=positive_int, default=1000, help="per request")
+    serve.add_argument("--max-queue", type=positive_int, default=256, help="waiting requests")
     serve.add_argument(
-        "--max-body-mb", type=_positive_int, default=16, help="largest request body (MiB)"
+        "--max-body-mb", type=positive_int, default=16, help="largest request body (MiB)"
     )
     serve.add_argument(
         "--max-connections",
-        type=_positive_int,
+        type=positive_int,
         default=512,
         help="open connections and requests at once; past it new ones get 503 (default 512)",
     )
     serve.add_argument(
         "--keep-alive-timeout",
-        type=_positive_int,
+        type=positive_int,
         default=5,
         help="seconds an idle keep-alive connection stays open (default 5)",
     )
     serve.add_argument(
         "--shutdown-grace",
-        type=_positive_int,
+        type=positive_int,
         default=30,
         help="seconds in-flight requests get to finish at shutdown; past it they get 503",
     )
@@ -147,13 +144,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_false",
         help="no per-request log line on stderr",
     )
-    _engine_arguments(serve)
+    add_engine_arguments(serve)
     add_serve_ray_arguments(serve)
     serve.set_defaults(run=_run_serve)
 
     batch = add_batch_command(commands)
-    _remote_arguments(batch, "score on this rerank server instead of a local model")
-    _engine_arguments(batch, model_required=False)
+    add_remote_arguments(batch, "score on this rerank server instead of a local model")
+    add_engine_arguments(batch, model_required=False)
     batch.set_defaults(run=_run_batch)
 
     ui = commands.add_parser(
@@ -163,10 +160,10 @@ def build_parser() -> argparse.ArgumentParser:
         "a ranked table with score bars out. Give --model for a local engine or --url for a "
         "remote rerank server.",
     )
-    _remote_arguments(ui, "remote rerank server instead of a local model")
+    add_remote_arguments(ui, "remote rerank server instead of a local model")
     ui.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    ui.add_argument("--port", type=_positive_int, default=7860)
-    _engine_arguments(ui, model_required=False)
+    ui.add_argument("--port", type=positive_int, default=7860)
+    add_engine_arguments(ui, model_required=False)
     ui.set_defaults(run=_run_ui)
 
     bench = commands.add_parser(
@@ -187,17 +184,17 @@ def build_parser() -> argparse.ArgumentParser:
         choices=WORKLOADS,
         help="repeatable (default: the three of the device)",
     )
-    bench.add_argument("--passes", type=_positive_int, default=3, help="timed passes (3)")
+    bench.add_argument("--passes", type=positive_int, default=3, help="timed passes (3)")
     bench.add_argument(
         "--latency-queries",
-        type=_positive_int,
+        type=positive_int,
         help="queries timed alone (3 on a CPU, 12 elsewhere)",
     )
     bench.add_argument("--seed", type=int, default=0, help="seed of the first inputs (0)")
-    _remote_arguments(bench, "time this rerank server; --model names its model")
+    add_remote_arguments(bench, "time this rerank server; --model names its model")
     bench.add_argument("--format", choices=("table", "json"), default="table")
     bench.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
-    _engine_arguments(bench)
+    add_engine_arguments(bench)
     bench.set_defaults(run=_run_bench)
 
     make = commands.add_parser(
@@ -211,81 +208,6 @@ def build_parser() -> argparse.ArgumentParser:
     make.add_argument("--seed", type=int, default=0)
     make.set_defaults(run=_run_make_model)
     return parser
-
-
-def _remote_arguments(parser: argparse.ArgumentParser, url_help: str) -> None:
-    group = parser.add_argument_group("remote server")
-    group.add_argument("--url", help=url_help)
-    group.add_argument("--api", default="qwen3", help="API dialect (default qwen3)")
-    group.add_argument("--api-key", help="sent as 'Authorization: Bearer KEY'")
-    group.add_argument("--max-documents", type=_positive_int, help="documents per request at most")
-
-
-def _reranker(args: argparse.Namespace) -> Reranker:
-    """A remote reranker with ``--url`` (``--model``, if given, names the server's model),
-    else a local engine from the engine options."""
-    from ..reranker import Reranker
-
-    if args.url:
-        return Reranker.remote(
-            args.url,
-            args.model,
-            api=args.api,
-            api_key=args.api_key,
-            max_documents_per_request=args.max_documents,
-        )
-    if args.model is None:
-        raise UsageError("give --model (a local engine) or --url (a rerank server)")
-    return Reranker(args.model, **_engine_options(args))
-
-
-def _engine_arguments(parser: argparse.ArgumentParser, model_required: bool = True) -> None:
-    group = parser.add_argument_group("engine")
-    group.add_argument("--model", "-m", required=model_required, help="Hub id or local folder")
-    group.add_argument("--engine", default="auto", help="auto (torch) | torch | vllm")
-    group.add_argument("--device", help="cpu | cuda | cuda:N (default: CUDA if available)")
-    group.add_argument("--dtype", help="float32 | bfloat16 | float16")
-    group.add_argument("--max-length", type=_positive_int, default=8192, help="tokens per pair")
-    group.add_argument("--max-batch-tokens", type=_positive_int, help="tokens per forward pass")
-    group.add_argument("--max-memory", help="torch engine: device memory cap, e.g. 1.5GiB")
-    group.add_argument(
-        "--quantization",
-        choices=("fp8",),
-        help="fp8: FP8 projections, bfloat16 only (CUDA GPUs with FP8 units)",
-    )
-
-
-def _engine_options(args: argparse.Namespace) -> dict[str, Any]:
-    if args.quantization == "fp8":
-        _check_fp8(args.device, args.dtype)
-    options: dict[str, Any] = {
-        "engine": args.engine,
-        "device": args.device,
-        "dtype": args.dtype,
-        "max_length": args.max_length,
-    }
-    if args.max_batch_tokens is not None:
-        options["max_batch_tokens"] = args.max_batch_tokens
-    if args.max_memory is not None:
-        options["max_memory"] = args.max_memory
-    if args.quantization is not None:
-        options["quantization"] = args.quantization
-    return options
-
-
-def _check_fp8(device: str | None, dtype: str | None) -> None:
-    """The engine's own errors name Python arguments; these name the flags."""
-    if dtype not in (None, "bfloat16"):
-        raise UsageError(f"--quantization fp8 needs --dtype bfloat16 (got --dtype {dtype})")
-    if device is None:
-        import torch
-
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if not device.startswith("cuda"):
-        raise UsageError(
-            f"--quantization fp8 needs a CUDA GPU with FP8 units; this run is on {device} "
-            "(drop --quantization)"
-        )
 
 
 def _run_rerank(args: argparse.Namespace) -> int:
@@ -303,11 +225,11 @@ def _run_rerank(args: argparse.Namespace) -> int:
         raise UsageError(f"{where} has no documents (every line is blank)")
     show_progress = not args.quiet and sys.stderr.isatty()
     if not show_progress:
-        _quiet_transformers()
+        quiet_transformers()
     from tqdm import tqdm
 
     with (
-        _reranker(args) as rr,
+        build_reranker(args) as rr,
         tqdm(total=len(records), unit="doc", file=sys.stderr, disable=not show_progress) as bar,
     ):
         results = rr.rerank(
@@ -339,8 +261,8 @@ def _run_serve(args: argparse.Namespace) -> int:
     if args.ray:
         from ..ray.cli import run_serve
 
-        _quiet_transformers()
-        return run_serve(args, _engine_options(args), api_key=api_key, model_names=names)
+        quiet_transformers()
+        return run_serve(args, engine_options(args), api_key=api_key, model_names=names)
     try:
         import uvicorn
 
@@ -358,8 +280,8 @@ def _run_serve(args: argparse.Namespace) -> int:
         access = logging.getLogger(ACCESS_LOG)
         access.addHandler(handler)
         access.setLevel(logging.INFO)
-    _quiet_transformers()
-    with Reranker(args.model, **_engine_options(args)) as rr:
+    quiet_transformers()
+    with Reranker(args.model, **engine_options(args)) as rr:
         _leave_a_core_for_the_event_loop(rr)
         app = create_app(
             rr,
@@ -411,7 +333,7 @@ def _run_batch(args: argparse.Namespace) -> int:
         raise UsageError("give --model (a local engine) or --url (a rerank server)")
     from ..ray.cli import run_batch
 
-    return run_batch(args, _engine_options(args))
+    return run_batch(args, engine_options(args))
 
 
 def _run_ui(args: argparse.Namespace) -> int:
@@ -419,8 +341,8 @@ def _run_ui(args: argparse.Namespace) -> int:
         raise UsageError("give either --model (local engine) or --url (remote server)")
     from ..ui import build_ui
 
-    _quiet_transformers()
-    with _reranker(args) as rr:
+    quiet_transformers()
+    with build_reranker(args) as rr:
         demo = build_ui(rr)
         print(f"qwen3-rerank: page on http://{args.host}:{args.port}", file=sys.stderr)
         # quiet: Gradio's own lines would suggest share=True, which the CLI does not offer
@@ -437,8 +359,8 @@ def _run_bench(args: argparse.Namespace) -> int:
         raise UsageError("transformers is missing: pip install 'qwen3-rerank[torch]'") from exc
     from ..bench import bench
 
-    _quiet_transformers()
-    with _reranker(args) as rr:
+    quiet_transformers()
+    with build_reranker(args) as rr:
         tokenizer = AutoTokenizer.from_pretrained(args.model)  # makes the inputs, counts tokens
         on_cpu = getattr(getattr(rr.engine, "device", None), "type", None) == "cpu"
         results = bench(
@@ -525,33 +447,3 @@ def _print_table(results: list[RerankResult], out: TextIO) -> None:
         text = text if len(text) <= 70 else text[:69] + "…"
         mark = " [truncated]" if r.truncated else ""
         out.write(f"{rank:>4}  {r.index:>5}  {r.score:>8.5f}  {text}{mark}\n")
-
-
-def _quiet_transformers() -> None:
-    """Keep transformers' load-time bars and notices off a non-interactive stderr."""
-    try:
-        from transformers.utils import logging
-    except ImportError:
-        return
-    logging.disable_progress_bar()  # type: ignore[no-untyped-call]
-    logging.set_verbosity_error()  # type: ignore[no-untyped-call]
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def _unit_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}")
-    return value
