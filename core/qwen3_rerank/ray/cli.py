@@ -1,6 +1,6 @@
 """``qwen3-rerank batch`` and ``qwen3-rerank serve --ray``: the Ray commands' arguments and runs.
 
-``cli.py`` registers them; Ray is imported only when one of them runs.
+``qwen3_rerank.cli`` registers them; Ray is imported only when one of them runs.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ FORMATS = {".parquet": "parquet", ".jsonl": "json", ".json": "json", ".csv": "cs
 
 
 def add_batch_command(commands: Any) -> argparse.ArgumentParser:
-    """The ``batch`` subcommand's own arguments (``cli.py`` adds the engine and remote ones)."""
+    """The ``batch`` subcommand's own arguments (``qwen3_rerank.cli.batch`` adds the engine
+    and remote ones)."""
     batch: argparse.ArgumentParser = commands.add_parser(
         "batch",
         help="score a Parquet/JSONL/CSV dataset of query-document rows on Ray Data",
