@@ -1,5 +1,6 @@
-"""What several subcommands share: how a bad flag is reported, the argument types, the engine
-and remote-server options, and how those options become a :class:`Reranker`."""
+"""What several subcommands share: how bad input is reported (``CliParser``, ``UsageError``),
+the argument types, the engine and remote-server options, how those options become a
+:class:`Reranker`, and keeping transformers' notices off stderr."""
 
 from __future__ import annotations
 
