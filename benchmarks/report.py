@@ -63,6 +63,24 @@ def fmt(value: Any, spec: str = ".1f") -> str:
     return "-" if value is None else format(value, spec)
 
 
+def speed_key(run: dict[str, Any]) -> str:
+    """What ranks rows: pairs/s on a GPU; on a CPU, whose workloads are one query each, the
+    time of that query (p50 ms), which the JSON keeps to the hundredth of a millisecond."""
+    return "p50_ms" if run["device_kind"] == "cpu" else "pairs_per_s"
+
+
+def speed_ratio(run: dict[str, Any], mine: dict[str, Any], theirs: dict[str, Any]) -> float:
+    """How many times faster ``mine`` is than ``theirs`` (above 1: faster)."""
+    if speed_key(run) == "p50_ms":
+        return float(theirs["p50_ms"]) / float(mine["p50_ms"])
+    return float(mine["pairs_per_s"]) / float(theirs["pairs_per_s"])
+
+
+def fmt_rate(value: float | None) -> str:
+    """pairs/s: one decimal from 100 up, three significant digits below (a CPU's 0.05)."""
+    return fmt(value, ".1f" if value is not None and value >= 100 else ".3g")
+
+
 def header(run: dict[str, Any], sources: list[str]) -> list[str]:
     versions = ", ".join(f"{k} {v}" for k, v in run["versions"].items() if v)
     return [
@@ -89,8 +107,8 @@ def full_tables(run: dict[str, Any]) -> list[str]:
     lines: list[str] = []
     for size, entry in run["models"].items():
         for w in measured(run, entry):
-            peer = best_peer(entry, w)
-            peer_speed = figures(entry, peer, w).get("pairs_per_s") if peer else None
+            peer = best_peer(entry, w, speed_key(run))
+            peer_f = figures(entry, peer, w) if peer else {}
             lines += [
                 f"### {size}, {w}" + (f" (best peer: {peer})" if peer else ""),
                 "",
@@ -110,7 +128,7 @@ def full_tables(run: dict[str, Any]) -> list[str]:
                     )
                     continue
                 pps = f["pairs_per_s"]
-                ratio = pps / peer_speed if peer_speed and row != peer else None
+                ratio = speed_ratio(run, f, peer_f) if peer_f and row != peer else None
                 mem = (
                     fmt(got.get("peak_rss_gib"), ".2f")
                     if cpu
@@ -121,8 +139,9 @@ def full_tables(run: dict[str, Any]) -> list[str]:
                 )
                 wrong = "" if f.get("scores_ok", True) else " WRONG"
                 lines.append(
-                    f"| {row} | {fmt(pps)} | {fmt(ratio, '.2f')} | {f['mode']} "
-                    f"| {fmt(f.get('repeat_pairs_per_s'))} | {fmt(f.get('tokens_per_s'), '.0f')} "
+                    f"| {row} | {fmt_rate(pps)} | {fmt(ratio, '.2f')} | {f['mode']} "
+                    f"| {fmt_rate(f.get('repeat_pairs_per_s'))} "
+                    f"| {fmt(f.get('tokens_per_s'), '.0f')} "
                     f"| {fmt(f.get('flop_fraction'), '.3f')} | {fmt(f.get('p50_ms'))} "
                     f"| {fmt(f.get('max_ms'))} | {mem} | {fmt(got.get('load_s'))} "
                     f"| {fmt(f.get('max_abs_diff_vs_fp32'), '.4f')}{wrong} "
@@ -144,7 +163,7 @@ def summary_table(run: dict[str, Any]) -> list[str]:
     for size, entry in run["models"].items():
         for w in measured(run, entry):
             ours = figures(entry, OURS, w)
-            peer = best_peer(entry, w)
+            peer = best_peer(entry, w, speed_key(run))
             if not ours.get("pairs_per_s") or peer is None:
                 continue
             theirs = figures(entry, peer, w)
@@ -156,11 +175,11 @@ def summary_table(run: dict[str, Any]) -> list[str]:
                     return fmt(rows[row].get("peak_rss_gib"), ".2f")
                 return fmt(f.get("gpu_peak_gib"), ".2f")
 
-            ratio = ours["pairs_per_s"] / theirs["pairs_per_s"]
+            ratio = speed_ratio(run, ours, theirs)
 
             lines.append(
-                f"| {size} | {w} | {fmt(ours['pairs_per_s'])} | {peer} | "
-                f"{fmt(theirs['pairs_per_s'])} | **{ratio:.2f}x** "
+                f"| {size} | {w} | {fmt_rate(ours['pairs_per_s'])} | {peer} | "
+                f"{fmt_rate(theirs['pairs_per_s'])} | **{ratio:.2f}x** "
                 f"| {fmt(ours.get('p50_ms'))} | {fmt(quick_f.get('p50_ms'))} ({quick}) "
                 f"| {mem(OURS, ours)} | {mem(peer, theirs)} |"
             )

@@ -206,10 +206,10 @@ def measure(
                 best = min(best, seconds)
                 pass_ms.setdefault(mode, []).append(seconds * 1000)
                 say(f"{name}: {mode} pass {i}/{passes}: {warm.pairs / seconds:.1f} pairs/s")
-            speeds[mode] = round(warm.pairs / best, 1)
+            speeds[mode] = _rate(warm.pairs / best)
             if repeat:
                 again = min(_timed(call, warm) for _ in range(passes))
-                repeats.append(round(warm.pairs / again, 1))
+                repeats.append(_rate(warm.pairs / again))
         for _ in range(latency_warmups if latency_queries else 0):
             scorer.per_query(warm.queries[0], warm.documents[0])
         latencies = []
@@ -232,7 +232,7 @@ def measure(
             pairs=warm.pairs,
             tokens=tokens,
             pairs_per_s=speeds[mode],
-            tokens_per_s=round(speeds[mode] * tokens / warm.pairs, 1),
+            tokens_per_s=_rate(speeds[mode] * tokens / warm.pairs),
             mode=mode,
             p50_ms=round(statistics.median(latencies), 2) if latencies else None,
             max_ms=round(max(latencies), 2) if latencies else None,
@@ -244,6 +244,11 @@ def measure(
         say(f"{name}: {result.pairs_per_s} pairs/s, one query {result.p50_ms} ms (p50)")
         results.append(result)
     return results
+
+
+def _rate(per_second: float) -> float:
+    """Four significant digits: a CPU's fraction of a pair per second keeps its precision."""
+    return float(f"{per_second:.4g}")
 
 
 def _timed(call: Callable[[Workload], object], workload: Workload) -> float:
