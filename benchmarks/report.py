@@ -16,8 +16,18 @@ import json
 from pathlib import Path
 from typing import Any
 
+ROOT = Path(__file__).resolve().parent.parent
 OURS = "ours"
 NOT_PEERS = {"reference_fp32"}
+
+
+def repo_path(path: Path) -> str:
+    """``path`` from the repository's root where it is inside it (the tables are also included
+    in the docs site, where a link relative to the JSON's folder would not resolve)."""
+    try:
+        return path.resolve().relative_to(ROOT).as_posix()
+    except ValueError:
+        return path.name
 
 
 def merge(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -81,6 +91,22 @@ def fmt_rate(value: float | None) -> str:
     return fmt(value, ".1f" if value is not None and value >= 100 else ".3g")
 
 
+def timing(run: dict[str, Any]) -> str:
+    """How the run timed its rows, in words."""
+    if run["device_kind"] == "cpu":
+        return (
+            f"Each workload is one query; p50 ms: the median of {run['passes']} timed call(s) "
+            "on fresh inputs after a warm-up call, pairs/s: its documents over that time; rows "
+            "are ranked by it. Peak RSS: the row's process, model included."
+        )
+    return (
+        f"pairs/s: the best of {run['passes']} calls on fresh inputs after a warm-up, the "
+        "better of one call per query and one call for the workload (mode); repeated input: "
+        "the warm-up's inputs again (a prefix cache skips part of them); p50/max: one query of "
+        f"the workload, {run['latency_queries']} fresh queries."
+    )
+
+
 def header(run: dict[str, Any], sources: list[str]) -> list[str]:
     versions = ", ".join(f"{k} {v}" for k, v in run["versions"].items() if v)
     return [
@@ -88,12 +114,9 @@ def header(run: dict[str, Any], sources: list[str]) -> list[str]:
         f"{run['ram_gib']} GiB RAM. {versions}; qwen3-rerank at {run['commit']}. Dense "
         f"{run['matmul_dtype']} matmul measured at {run['matmul_tflops']} TFLOP/s in the same run.",
         "",
-        f"Each number comes from {', '.join(f'[{s}]({s})' for s in sources)} "
+        f"Each number comes from {', '.join(f'`{s}`' for s in sources)} "
         "(benchmarks/bench.py; tables by benchmarks/report.py). Random weights with the real "
-        f"configs and tokenizer. pairs/s: the best of {run['passes']} calls on fresh inputs "
-        "after a warm-up, the better of one call per query and one call for the workload "
-        "(mode); repeated input: the warm-up's inputs again (a prefix cache skips part of "
-        f"them); p50/max: one query of the workload, {run['latency_queries']} fresh queries. "
+        f"configs and tokenizer. {timing(run)} "
         "Accuracy: max |score - fp32 reference| over the warm-up's pairs and the lowest "
         f"per-query Spearman; a row off by more than {run['score_tolerance']} is marked WRONG "
         "and is never the best peer.",
@@ -197,7 +220,7 @@ def main() -> int:
     args = parser.parse_args()
     run = merge([json.loads(p.read_text()) for p in args.json])
     out = args.out or args.json[0].parent
-    sources = [p.name for p in args.json]
+    sources = [repo_path(p) for p in args.json]
     title = f"# Benchmark on {run['device']}"
     if run["device_kind"] == "cpu":
         text = [

@@ -1,0 +1,78 @@
+"""benchmarks/report.py: the ratio in every table is against the fastest peer whose scores are
+right, named, on the numbers of the JSON (run as a user runs it: the script on a file)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_json(kind: str, rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "device": "a test device",
+        "device_kind": kind,
+        "cpu": "a CPU",
+        "cpu_cores": 2,
+        "ram_gib": 8,
+        "versions": {"torch": "2"},
+        "commit": "abc1234",
+        "matmul_tflops": 1.0,
+        "matmul_dtype": "float32",
+        "passes": 1,
+        "latency_queries": 0,
+        "score_tolerance": 0.1,
+        "workloads": ["w"],
+        "models": {"0.6b": {"rows": {k: {"workloads": {"w": v}} for k, v in rows.items()}}},
+    }
+
+
+def figures(pairs_per_s: float, p50_ms: float, diff: float = 0.001) -> dict[str, Any]:
+    return {
+        "pairs_per_s": pairs_per_s,
+        "p50_ms": p50_ms,
+        "mode": "per_query",
+        "max_abs_diff_vs_fp32": diff,
+        "scores_ok": diff <= 0.1,
+    }
+
+
+def report(tmp_path: Path, data: dict[str, Any], name: str) -> str:
+    path = tmp_path / name
+    path.write_text(json.dumps(data))
+    script = ROOT / "benchmarks" / "report.py"
+    subprocess.run([sys.executable, str(script), str(path)], check=True, capture_output=True)
+    out = "cpu.md" if data["device_kind"] == "cpu" else "summary.md"
+    return (tmp_path / out).read_text()
+
+
+def test_the_ratio_is_against_the_fastest_peer_with_right_scores(tmp_path: Path) -> None:
+    data = run_json(
+        "cuda",
+        {
+            "ours": figures(1000.0, 60.0),
+            "fast_but_wrong": figures(5000.0, 10.0, diff=0.4),
+            "vllm_best": figures(500.0, 100.0),
+            "vllm_score": figures(250.0, 200.0),
+        },
+    )
+    summary = report(tmp_path, data, "gpu.json")
+    line = next(x for x in summary.splitlines() if x.startswith("| 0.6b | w |"))
+    assert "| vllm_best | 500.0 | **2.00x** |" in line
+    results = (tmp_path / "results.md").read_text()
+    assert "0.4000 WRONG" in results
+
+
+def test_cpu_tables_rank_by_the_time_of_the_query_and_keep_small_rates(tmp_path: Path) -> None:
+    # one query of 4 documents: 0.0646 pairs/s in 61.9 s, against 0.0577 in 69.3 s
+    data = run_json(
+        "cpu",
+        {"ours": figures(0.06464, 61_900.0), "transformers": figures(0.05772, 69_300.0)},
+    )
+    table = report(tmp_path, data, "cpu.json")
+    line = next(x for x in table.splitlines() if x.startswith("| 0.6b | w |"))
+    assert "| 0.0646 | transformers | 0.0577 | **1.12x** |" in line
