@@ -2,6 +2,7 @@
 
     python benchmarks/report.py benchmarks/results/gpu.json [PART.json ...]  # results, summary.md
     python benchmarks/report.py benchmarks/results/cpu.json                  # cpu.md
+    python benchmarks/report.py RUN.json --readme README.md   # also README's short table
 
 Several JSON files of one device (a run split into parts) are merged row by row. Ratios are
 ours against the best peer of each workload, named: the fastest row that is not ours and whose
@@ -209,6 +210,53 @@ def summary_table(run: dict[str, Any]) -> list[str]:
     return lines
 
 
+# README's words for each workload (core/qwen3_rerank/workloads.py makes them)
+WORKLOAD_WORDS = {
+    "rag100x256": "100 documents of 256 tokens a query",
+    "mixed16x100": "100 documents of 32-1024 tokens a query",
+    "long16x4000": "16 documents of 4000 tokens",
+    "query20x256": "one query, 20 documents of 256 tokens",
+    "query50x256": "one query, 50 documents of 256 tokens",
+    "long4x2000": "one query, 4 documents of 2000 tokens",
+}
+
+
+def readme_table(run: dict[str, Any], sources: list[str]) -> list[str]:
+    """README's short table: ours against the best peer of each workload, speed only."""
+    cpu = run["device_kind"] == "cpu"
+
+    def speed(f: dict[str, Any]) -> str:
+        if cpu:
+            return f"{f['p50_ms'] / 1000:.1f} s"
+        return f"{fmt_rate(f['pairs_per_s'])} pairs/s"
+
+    lines = [
+        f"| {run['device']} | ours | fastest peer with right scores | ours / it |",
+        "|---|---|---|---|",
+    ]
+    for size, entry in run["models"].items():
+        for w in measured(run, entry):
+            ours, peer = figures(entry, OURS, w), best_peer(entry, w, speed_key(run))
+            if not ours.get("pairs_per_s") or peer is None:
+                continue
+            theirs = figures(entry, peer, w)
+            lines.append(
+                f"| {size}, {WORKLOAD_WORDS.get(w, w)} | {speed(ours)} | {peer}: "
+                f"{speed(theirs)} | **{speed_ratio(run, ours, theirs):.2f}x** |"
+            )
+    return [*lines, "", f"Made by benchmarks/report.py from `{'`, `'.join(sources)}`."]
+
+
+def splice(text: str, key: str, lines: list[str]) -> str:
+    """``text`` with what stands between ``<!-- report.py KEY -->`` and
+    ``<!-- /report.py KEY -->`` replaced by ``lines``."""
+    start, end = f"<!-- report.py {key} -->", f"<!-- /report.py {key} -->"
+    if start not in text or end not in text:
+        raise SystemExit(f"no {start} ... {end} block to fill")
+    head, rest = text.split(start, 1)
+    return "\n".join([head + start, *lines, end + rest.split(end, 1)[1]])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -217,11 +265,19 @@ def main() -> int:
     parser.add_argument(
         "--out", type=Path, help="folder of the markdown (default: the first JSON's)"
     )
+    parser.add_argument(
+        "--readme",
+        type=Path,
+        help="also fill this file's <!-- report.py cpu|cuda --> block with the short table",
+    )
     args = parser.parse_args()
     run = merge([json.loads(p.read_text()) for p in args.json])
     out = args.out or args.json[0].parent
     sources = [repo_path(p) for p in args.json]
     title = f"# Benchmark on {run['device']}"
+    if args.readme:
+        filled = splice(args.readme.read_text(), run["device_kind"], readme_table(run, sources))
+        args.readme.write_text(filled)
     if run["device_kind"] == "cpu":
         text = [
             title,

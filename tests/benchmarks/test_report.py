@@ -76,3 +76,25 @@ def test_cpu_tables_rank_by_the_time_of_the_query_and_keep_small_rates(tmp_path:
     table = report(tmp_path, data, "cpu.json")
     line = next(x for x in table.splitlines() if x.startswith("| 0.6b | w |"))
     assert "| 0.0646 | transformers | 0.0577 | **1.12x** |" in line
+
+
+def test_readme_block_is_filled_from_the_json_and_nothing_else_moves(tmp_path: Path) -> None:
+    data = run_json(
+        "cpu",
+        {"ours": figures(0.06464, 61_900.0), "transformers": figures(0.05772, 69_300.0)},
+    )
+    path = tmp_path / "cpu.json"
+    path.write_text(json.dumps(data))
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- report.py cpu -->\nold table\n<!-- /report.py cpu -->\nrest\n")
+    script = ROOT / "benchmarks" / "report.py"
+    subprocess.run(
+        [sys.executable, str(script), str(path), "--readme", str(readme)],
+        check=True,
+        capture_output=True,
+    )
+    text = readme.read_text()
+    assert text.startswith("intro\n<!-- report.py cpu -->\n| a test device | ours |")
+    assert "| 0.6b, w | 61.9 s | transformers: 69.3 s | **1.12x** |" in text
+    assert "old table" not in text
+    assert text.endswith("<!-- /report.py cpu -->\nrest\n")
