@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -175,6 +176,18 @@ def full_tables(run: dict[str, Any]) -> list[str]:
     return lines
 
 
+def against_best_peer(
+    run: dict[str, Any],
+) -> Iterator[tuple[str, dict[str, Any], str, dict[str, Any], str, dict[str, Any]]]:
+    """(size, its entry, workload, ours' figures, best peer, its figures) wherever ours ran and a
+    peer with right scores did too."""
+    for size, entry in run["models"].items():
+        for w in measured(run, entry):
+            ours, peer = figures(entry, OURS, w), best_peer(entry, w, speed_key(run))
+            if ours.get("pairs_per_s") and peer is not None:
+                yield size, entry, w, ours, peer, figures(entry, peer, w)
+
+
 def summary_table(run: dict[str, Any]) -> list[str]:
     """Ours against the best peer of each workload: throughput, one-query latency, memory."""
     cpu = run["device_kind"] == "cpu"
@@ -184,29 +197,21 @@ def summary_table(run: dict[str, Any]) -> list[str]:
         f"| fastest peer p50 ms | ours {memory} | that peer's {memory} |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for size, entry in run["models"].items():
-        for w in measured(run, entry):
-            ours = figures(entry, OURS, w)
-            peer = best_peer(entry, w, speed_key(run))
-            if not ours.get("pairs_per_s") or peer is None:
-                continue
-            theirs = figures(entry, peer, w)
-            quick = best_peer(entry, w, "p50_ms")
-            quick_f = figures(entry, quick, w) if quick else {}
+    for size, entry, w, ours, peer, theirs in against_best_peer(run):
+        quick = best_peer(entry, w, "p50_ms")
+        quick_f = figures(entry, quick, w) if quick else {}
 
-            def mem(row: str, f: dict[str, Any], rows: dict[str, Any] = entry["rows"]) -> str:
-                if cpu:
-                    return fmt(rows[row].get("peak_rss_gib"), ".2f")
-                return fmt(f.get("gpu_peak_gib"), ".2f")
+        def mem(row: str, f: dict[str, Any], rows: dict[str, Any] = entry["rows"]) -> str:
+            if cpu:
+                return fmt(rows[row].get("peak_rss_gib"), ".2f")
+            return fmt(f.get("gpu_peak_gib"), ".2f")
 
-            ratio = speed_ratio(run, ours, theirs)
-
-            lines.append(
-                f"| {size} | {w} | {fmt_rate(ours['pairs_per_s'])} | {peer} | "
-                f"{fmt_rate(theirs['pairs_per_s'])} | **{ratio:.2f}x** "
-                f"| {fmt(ours.get('p50_ms'))} | {fmt(quick_f.get('p50_ms'))} ({quick}) "
-                f"| {mem(OURS, ours)} | {mem(peer, theirs)} |"
-            )
+        lines.append(
+            f"| {size} | {w} | {fmt_rate(ours['pairs_per_s'])} | {peer} | "
+            f"{fmt_rate(theirs['pairs_per_s'])} | **{speed_ratio(run, ours, theirs):.2f}x** "
+            f"| {fmt(ours.get('p50_ms'))} | {fmt(quick_f.get('p50_ms'))} ({quick}) "
+            f"| {mem(OURS, ours)} | {mem(peer, theirs)} |"
+        )
     return lines
 
 
@@ -234,16 +239,11 @@ def readme_table(run: dict[str, Any], sources: list[str]) -> list[str]:
         f"| {run['device']} | ours | fastest peer with right scores | ours / it |",
         "|---|---|---|---|",
     ]
-    for size, entry in run["models"].items():
-        for w in measured(run, entry):
-            ours, peer = figures(entry, OURS, w), best_peer(entry, w, speed_key(run))
-            if not ours.get("pairs_per_s") or peer is None:
-                continue
-            theirs = figures(entry, peer, w)
-            lines.append(
-                f"| {size}, {WORKLOAD_WORDS.get(w, w)} | {speed(ours)} | {peer}: "
-                f"{speed(theirs)} | **{speed_ratio(run, ours, theirs):.2f}x** |"
-            )
+    for size, _, w, ours, peer, theirs in against_best_peer(run):
+        lines.append(
+            f"| {size}, {WORKLOAD_WORDS.get(w, w)} | {speed(ours)} | {peer}: "
+            f"{speed(theirs)} | **{speed_ratio(run, ours, theirs):.2f}x** |"
+        )
     return [*lines, "", f"Made by benchmarks/report.py from `{'`, `'.join(sources)}`."]
 
 
