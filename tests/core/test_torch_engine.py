@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
+import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, cast
 
@@ -104,6 +107,47 @@ def test_closed_engine_raises(tiny_model: Path) -> None:
     with pytest.raises(EngineError, match="closed"):
         asyncio.run(rr.ascore(QUERY, ["x"]))
     rr.close()  # closing twice is fine
+
+
+def test_the_model_runs_on_the_engine_thread_whoever_calls(tiny_model: Path) -> None:
+    """Calls from this thread, from pool threads and from an event loop all run the model on the
+    engine's one thread (per-thread state such as CUDA graphs is made once), and score alike."""
+    documents = [f"passage {i} about leaves and light" for i in range(12)]
+    threads: set[str] = set()
+
+    def note(pairs: int) -> None:
+        threads.add(threading.current_thread().name)
+
+    with Reranker(tiny_model, device="cpu", max_batch_tokens=300) as rr:
+        here = rr.score(QUERY, documents, progress=note)
+        with ThreadPoolExecutor(3) as pool:
+            pooled = list(pool.map(lambda _: rr.score(QUERY, documents, progress=note), range(6)))
+        awaited = asyncio.run(rr.ascore(QUERY, documents))
+    assert len(threads) == 1
+    assert threading.current_thread().name not in threads
+    for scores in [*pooled, awaited]:
+        assert scores == here
+
+
+def test_an_interrupted_call_stops_at_its_next_batch(tiny_model: Path) -> None:
+    """Ctrl-C while a long call is scoring raises in the caller, stops the call at its next
+    batch (not after all of them) and leaves the engine ready for the next call."""
+    documents = [f"passage {i} about leaves and light " * 8 for i in range(60)]
+    batches: list[int] = []
+
+    def interrupt_once(pairs: int) -> None:
+        batches.append(pairs)
+        if len(batches) == 1:
+            signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)  # Ctrl-C
+
+    with Reranker(tiny_model, device="cpu", max_batch_tokens=300) as rr:
+        every: list[int] = []
+        whole = rr.score(QUERY, documents, progress=every.append)
+        with pytest.raises(KeyboardInterrupt):
+            rr.score(QUERY, documents, progress=interrupt_once)
+        assert rr.score(QUERY, documents) == whole  # queued behind the cancelled call
+    assert len(every) > 5
+    assert len(batches) < len(every)
 
 
 @pytest.mark.parametrize(

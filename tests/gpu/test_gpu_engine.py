@@ -246,6 +246,26 @@ with Reranker(sys.argv[1], device="cuda") as rr:
 """
 
 
+def test_cuda_graphs_replay_whichever_thread_calls(model_06b: Path) -> None:
+    """Two rerankers with CUDA graphs, each called first from this thread, then from a thread
+    of a pool (as Ray Data and web servers call) and from an event loop: every call scores,
+    and the same (replay of the same graphs)."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    queries, docs = workload(5)
+    query, documents = queries[0], docs[0]
+    with Reranker(model_06b, device="cuda") as first, Reranker(model_06b, device="cuda") as second:
+        for rr in (first, second):
+            assert rr.engine.cuda_graphs  # type: ignore[attr-defined]
+            here = [rr.score(query, documents) for _ in range(3)][-1]
+            with ThreadPoolExecutor(2) as pool:
+                pooled = list(pool.map(rr.score, [query] * 4, [documents] * 4))
+            awaited = asyncio.run(rr.ascore(query, documents))
+            for scores in [*pooled, awaited]:
+                assert scores == pytest.approx(here, abs=1e-6)
+
+
 def test_whole_gpu_memory_with_defaults_stays_under_2_5_gib(model_06b: Path) -> None:
     """With its defaults (CUDA graphs recorded for each batch shape seen, their memory pool
     kept) a fresh process holds at most 2.5 GiB of the GPU, CUDA context included, after

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -76,39 +76,87 @@ class Engine(Protocol):
 
 
 class ThreadedEngine:
-    """Base for in-process engines: one worker thread runs the model, one call at a time.
+    """Base for in-process engines: the model runs on one worker thread of the engine's own, one
+    call at a time.
 
-    The async methods hand the blocking call to that thread, so the event loop keeps running;
-    the lock keeps concurrent sync callers from interleaving forward passes on one device.
+    Sync and async calls alike hand their work to that thread and wait for it, so the model
+    never runs on a caller's thread. What a model keeps per thread (inductor's CUDA graphs) is
+    therefore made once and found by every later call, whichever thread makes it: Ray Data's
+    pool, a web server's, a notebook's. A caller that stops waiting (Ctrl-C, a cancelled task)
+    stops its call at the next batch.
+
+    Args:
+        setup_thread: Run once on the worker thread before its first call.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, setup_thread: Callable[[], None] | None = None) -> None:
         self._lock = threading.Lock()
+        self._worker: threading.Thread | None = None
         self._executor: ThreadPoolExecutor | None = ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix=type(self).__name__
+            max_workers=1,
+            thread_name_prefix=type(self).__name__,
+            initializer=self._start_worker,
+            initargs=(setup_thread,),
         )
 
     def score(
         self, requests: Sequence[ScoreRequest], progress: Progress | None = None
     ) -> list[ScoredDocuments]:
+        stop = threading.Event()
+        future = self._submit(requests, progress, stop)
+        try:
+            return future.result()
+        except BaseException:
+            stop.set()
+            raise
+
+    async def ascore(self, requests: Sequence[ScoreRequest]) -> list[ScoredDocuments]:
+        stop = threading.Event()
+        future = self._submit(requests, None, stop)
+        try:
+            return await asyncio.wrap_future(future)
+        except BaseException:
+            stop.set()
+            raise
+
+    def close(self) -> None:
+        """Waits for the call under way, fails the queued ones with ``EngineError``, then frees
+        the model on the worker thread."""
+        with self._lock:
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            try:
+                executor.submit(self._release)
+            except RuntimeError:  # the interpreter is exiting and starts no more work
+                self._release()
+            executor.shutdown(wait=threading.current_thread() is not self._worker)
+
+    def _start_worker(self, setup_thread: Callable[[], None] | None) -> None:
+        self._worker = threading.current_thread()
+        if setup_thread is not None:
+            setup_thread()
+
+    def _submit(
+        self, requests: Sequence[ScoreRequest], progress: Progress | None, stop: threading.Event
+    ) -> Future[list[ScoredDocuments]]:
         with self._lock:
             if self._executor is None:
                 raise EngineError(f"{type(self).__name__} is closed")
-            return self._score(requests, progress)
+            return self._executor.submit(self._run, requests, progress, stop)
 
-    async def ascore(self, requests: Sequence[ScoreRequest]) -> list[ScoredDocuments]:
-        executor = self._executor
-        if executor is None:
+    def _run(
+        self, requests: Sequence[ScoreRequest], progress: Progress | None, stop: threading.Event
+    ) -> list[ScoredDocuments]:
+        if self._executor is None:
             raise EngineError(f"{type(self).__name__} is closed")
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(executor, self.score, requests)
 
-    def close(self) -> None:
-        with self._lock:
-            if self._executor is not None:
-                self._executor.shutdown(wait=False)
-                self._executor = None
-                self._release()
+        def report(pairs: int) -> None:
+            if stop.is_set():
+                raise EngineError("scoring cancelled: its caller stopped waiting")
+            if progress is not None:
+                progress(pairs)
+
+        return self._score(requests, report)
 
     def _score(
         self, requests: Sequence[ScoreRequest], progress: Progress | None

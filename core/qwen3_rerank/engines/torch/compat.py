@@ -5,7 +5,9 @@ Each has no public equivalent in the torch versions the package supports (``torc
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import threading
 from typing import Any
 
 import torch
@@ -14,6 +16,7 @@ __all__ = [
     "flash_attention_varlen",
     "mark_dynamic",
     "mark_static_address",
+    "own_cudagraph_trees",
     "reset_cudagraph_trees",
     "scaled_mm",
     "set_allocator_settings",
@@ -28,6 +31,19 @@ def mark_dynamic(tensor: torch.Tensor, dim: int) -> None:
 def mark_static_address(tensor: torch.Tensor) -> None:
     """Tells CUDA graphs that ``tensor`` stays where it is: read in place, never copied in."""
     torch._dynamo.mark_static_address(tensor)
+
+
+def own_cudagraph_trees() -> None:
+    """Lets the calling thread record and replay inductor's CUDA graphs. Some torch versions set
+    up the per-thread state of their CUDA graph trees only in the thread that imported them
+    (and in autograd's threads): compiled code run from any other thread fails an assertion."""
+    from torch._inductor import cudagraph_trees as trees
+
+    if not torch._C._is_key_in_tls("tree_manager_containers"):
+        trees.local.tree_manager_containers = {}
+        trees.local.tree_manager_locks = collections.defaultdict(threading.Lock)
+        torch._C._stash_obj_in_tls("tree_manager_containers", trees.local.tree_manager_containers)
+        torch._C._stash_obj_in_tls("tree_manager_locks", trees.local.tree_manager_locks)
 
 
 def reset_cudagraph_trees() -> None:

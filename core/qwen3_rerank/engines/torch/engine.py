@@ -16,6 +16,7 @@ from ...tokenizing import batch_encoder
 from ..base import Progress, ScoredDocuments, ScoreRequest, ThreadedEngine
 from ..options import options_from
 from .budget import configure_allocator, token_budget
+from .compat import own_cudagraph_trees
 from .graphs import graph_rows
 from .layout import pack
 from .loading import Checkpoint, check_quantization, load, resolve_device, resolve_dtype
@@ -87,7 +88,7 @@ class TorchEngine(ThreadedEngine):
             inline=inline,
             dtype=self.dtype,
         )
-        super().__init__()
+        super().__init__(own_cudagraph_trees if self.cuda_graphs else None)
 
     def _packed_model(self, checkpoint: Checkpoint) -> PackedQwen3:
         options = self.options
