@@ -11,7 +11,8 @@ Qwen3-Reranker-0.6B's heads (16 query heads, 8 key/value heads, head size 128), 
 - sdpa_cudnn, sdpa_flash: PyTorch's scaled_dot_product_attention forced to cuDNN or to
   FlashAttention-2, each document a batch row of its own;
 - flex: FlexAttention (compiled) with a causal block mask;
-- flash_attn3 / flash_attn2: the flash-attn packages where importable.
+- flash_attn3 / flash_attn2: the flash-attn packages where importable;
+- vllm_fa3 / vllm_fa2: vLLM's build of them (varlen, as vLLM calls it) where vLLM is importable.
 
 Every backend's TFLOP/s counts the same useful work: QK^T and PV over the visible (query, key)
 pairs of its own layout. The kernel calls come from the engine's attention module (no public API
@@ -140,6 +141,17 @@ def others(length: int) -> dict[str, Any]:
         from flash_attn import flash_attn_func
 
         calls["flash_attn2"] = lambda: flash_attn_func(qs, ks, vs, causal=True)
+    except ImportError:
+        pass
+    try:  # vLLM's own build of FlashAttention 2 and 3, on the flat varlen layout vLLM uses
+        from vllm.vllm_flash_attn import flash_attn_varlen_func
+
+        flat = [t.reshape(docs * seq, *t.shape[2:]) for t in (qs, ks, vs)]
+        cu = torch.arange(0, (docs + 1) * seq, seq, dtype=torch.int32, device=dev)
+        for version in (3, 2):
+            calls[f"vllm_fa{version}"] = lambda version=version: flash_attn_varlen_func(
+                *flat, seq, cu, seq, cu_seqlens_k=cu, causal=True, fa_version=version
+            )
     except ImportError:
         pass
     out = {}

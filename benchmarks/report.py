@@ -227,7 +227,8 @@ WORKLOAD_WORDS = {
 
 
 def readme_table(run: dict[str, Any], sources: list[str]) -> list[str]:
-    """README's short table: ours against the best peer of each workload, speed only."""
+    """README's short table: ours against the best peer of each workload; on a GPU also one
+    query's p50 and the whole-GPU memory of both."""
     cpu = run["device_kind"] == "cpu"
 
     def speed(f: dict[str, Any]) -> str:
@@ -235,15 +236,23 @@ def readme_table(run: dict[str, Any], sources: list[str]) -> list[str]:
             return f"{f['p50_ms'] / 1000:.1f} s"
         return f"{fmt_rate(f['pairs_per_s'])} pairs/s"
 
-    lines = [
-        f"| {run['device']} | ours | fastest peer with right scores | ours / it |",
-        "|---|---|---|---|",
-    ]
+    def both(key: str, spec: str, ours: dict[str, Any], theirs: dict[str, Any]) -> str:
+        return f" {fmt(ours.get(key), spec)} / {fmt(theirs.get(key), spec)} |"
+
+    head = f"| {run['device']} | ours | fastest peer with right scores | ours / it |"
+    rule = "|---|---|---|---|"
+    if not cpu:
+        head += " one query p50 ms, ours / it | whole-GPU GiB, ours / it |"
+        rule += "---|---|"
+    lines = [head, rule]
     for size, _, w, ours, peer, theirs in against_best_peer(run):
-        lines.append(
+        line = (
             f"| {size}, {WORKLOAD_WORDS.get(w, w)} | {speed(ours)} | {peer}: "
             f"{speed(theirs)} | **{speed_ratio(run, ours, theirs):.2f}x** |"
         )
+        if not cpu:
+            line += both("p50_ms", ".1f", ours, theirs) + both("gpu_peak_gib", ".2f", ours, theirs)
+        lines.append(line)
     return [*lines, "", f"Made by benchmarks/report.py from `{'`, `'.join(sources)}`."]
 
 
