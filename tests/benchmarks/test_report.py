@@ -98,3 +98,20 @@ def test_readme_block_is_filled_from_the_json_and_nothing_else_moves(tmp_path: P
     assert "| 0.6b, w | 61.9 s | transformers: 69.3 s | **1.12x** |" in text
     assert "old table" not in text
     assert text.endswith("<!-- /report.py cpu -->\nrest\n")
+
+
+def test_gpu_readme_block_gives_speed_latency_and_memory_of_both(tmp_path: Path) -> None:
+    ours, peer = figures(1000.0, 60.0), figures(500.0, 120.0)
+    ours["gpu_peak_gib"], peer["gpu_peak_gib"] = 2.2, 74.0
+    path = tmp_path / "gpu.json"
+    path.write_text(json.dumps(run_json("cuda", {"ours": ours, "vllm_best": peer})))
+    readme = tmp_path / "README.md"
+    readme.write_text("<!-- report.py cuda -->\n<!-- /report.py cuda -->\n")
+    script = ROOT / "benchmarks" / "report.py"
+    subprocess.run(
+        [sys.executable, str(script), str(path), "--readme", str(readme)],
+        check=True,
+        capture_output=True,
+    )
+    line = "| 0.6b, w | 1000.0 pairs/s | vllm_best: 500.0 pairs/s | **2.00x** | 60.0 / 120.0 |"
+    assert line + " 2.20 / 74.00 |" in readme.read_text()
