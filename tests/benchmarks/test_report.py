@@ -78,6 +78,12 @@ def test_cpu_tables_rank_by_the_time_of_the_query_and_keep_small_rates(tmp_path:
     assert "| 0.0646 | transformers | 0.0577 | **1.12x** |" in line
 
 
+def fill_readme(run: Path, readme: Path) -> None:
+    script = ROOT / "benchmarks" / "report.py"
+    command = [sys.executable, str(script), str(run), "--readme", str(readme)]
+    subprocess.run(command, check=True, capture_output=True)
+
+
 def test_readme_block_is_filled_from_the_json_and_nothing_else_moves(tmp_path: Path) -> None:
     data = run_json(
         "cpu",
@@ -87,12 +93,7 @@ def test_readme_block_is_filled_from_the_json_and_nothing_else_moves(tmp_path: P
     path.write_text(json.dumps(data))
     readme = tmp_path / "README.md"
     readme.write_text("intro\n<!-- report.py cpu -->\nold table\n<!-- /report.py cpu -->\nrest\n")
-    script = ROOT / "benchmarks" / "report.py"
-    subprocess.run(
-        [sys.executable, str(script), str(path), "--readme", str(readme)],
-        check=True,
-        capture_output=True,
-    )
+    fill_readme(path, readme)
     text = readme.read_text()
     assert text.startswith("intro\n<!-- report.py cpu -->\n| a test device | ours |")
     assert "| 0.6b, w | 61.9 s | transformers: 69.3 s | **1.12x** |" in text
@@ -107,11 +108,6 @@ def test_gpu_readme_block_gives_speed_latency_and_memory_of_both(tmp_path: Path)
     path.write_text(json.dumps(run_json("cuda", {"ours": ours, "vllm_best": peer})))
     readme = tmp_path / "README.md"
     readme.write_text("<!-- report.py cuda -->\n<!-- /report.py cuda -->\n")
-    script = ROOT / "benchmarks" / "report.py"
-    subprocess.run(
-        [sys.executable, str(script), str(path), "--readme", str(readme)],
-        check=True,
-        capture_output=True,
-    )
+    fill_readme(path, readme)
     line = "| 0.6b, w | 1000.0 pairs/s | vllm_best: 500.0 pairs/s | **2.00x** | 60.0 / 120.0 |"
     assert line + " 2.20 / 74.00 |" in readme.read_text()
