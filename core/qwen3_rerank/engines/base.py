@@ -76,8 +76,8 @@ class Engine(Protocol):
 
 
 class ThreadedEngine:
-    """Base for in-process engines: the model runs on one worker thread of the engine's own, one
-    call at a time.
+    """Base for in-process engines: the model runs on the engine's own worker thread, one call
+    at a time.
 
     Sync and async calls alike hand their work to that thread and wait for it, so the model
     never runs on a caller's thread. What a model keeps per thread (inductor's CUDA graphs) is
