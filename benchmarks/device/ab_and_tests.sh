@@ -1,5 +1,5 @@
-# One call, no vLLM needed: the torch-engine split A/B on all three workloads, then the two GPU
-# tests that have no verdict yet. Results under $OUT.
+# One call, no vLLM needed: the torch-engine split A/B on all three workloads, then the two
+# longest GPU tests (whole-GPU memory, CUDA-graph replay). Results under $OUT.
 source benchmarks/device/env.sh
 echo "start $(date +%T)"
 timeout 200 python3 benchmarks/ab_cores.py --model $M06 --core before=.before/core --core after=core \

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
+REPORT = Path(__file__).resolve().parents[2] / "benchmarks" / "report.py"
 
 
 def run_json(kind: str, rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -44,8 +44,7 @@ def figures(pairs_per_s: float, p50_ms: float, diff: float = 0.001) -> dict[str,
 def report(tmp_path: Path, data: dict[str, Any], name: str) -> str:
     path = tmp_path / name
     path.write_text(json.dumps(data))
-    script = ROOT / "benchmarks" / "report.py"
-    subprocess.run([sys.executable, str(script), str(path)], check=True, capture_output=True)
+    subprocess.run([sys.executable, str(REPORT), str(path)], check=True, capture_output=True)
     out = "cpu.md" if data["device_kind"] == "cpu" else "summary.md"
     return (tmp_path / out).read_text()
 
@@ -79,8 +78,7 @@ def test_cpu_tables_rank_by_the_time_of_the_query_and_keep_small_rates(tmp_path:
 
 
 def fill_readme(run: Path, readme: Path) -> None:
-    script = ROOT / "benchmarks" / "report.py"
-    command = [sys.executable, str(script), str(run), "--readme", str(readme)]
+    command = [sys.executable, str(REPORT), str(run), "--readme", str(readme)]
     subprocess.run(command, check=True, capture_output=True)
 
 
