@@ -150,6 +150,35 @@ def test_an_interrupted_call_stops_at_its_next_batch(tiny_model: Path) -> None:
     assert len(batches) < len(every)
 
 
+def test_an_engine_thread_hands_its_graph_state_back_when_it_ends() -> None:
+    """The CUDA graph state an engine thread sets up for itself is held by Python alone: when the
+    thread ends (``close()``), only the references left elsewhere hold it. Kept in torch's native
+    thread-local slot, it was released once more than it was taken on torch 2.11, which freed
+    objects still in use and corrupted unrelated ones later in the process."""
+    import gc
+    import sys
+
+    from torch._inductor import cudagraph_trees as trees
+
+    from qwen3_rerank.engines.torch.compat import own_cudagraph_trees
+
+    kept: list[object] = []
+    inside: list[int] = []
+
+    def engine_thread() -> None:
+        own_cudagraph_trees()
+        names = ("tree_manager_containers", "tree_manager_locks")
+        kept.extend(trees.get_obj(trees.local, name) for name in names)
+        inside.extend(sys.getrefcount(obj) for obj in kept)
+
+    thread = threading.Thread(target=engine_thread)
+    thread.start()
+    thread.join()
+    gc.collect()
+    after = [sys.getrefcount(obj) for obj in kept]
+    assert after == [n - 1 for n in inside]  # only the thread's own reference went
+
+
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [

@@ -36,14 +36,20 @@ def mark_static_address(tensor: torch.Tensor) -> None:
 def own_cudagraph_trees() -> None:
     """Lets the calling thread record and replay inductor's CUDA graphs. Some torch versions set
     up the per-thread state of their CUDA graph trees only in the thread that imported them
-    (and in autograd's threads): compiled code run from any other thread fails an assertion."""
+    (and in autograd's threads): compiled code run from any other thread fails an assertion.
+
+    The state goes into this thread's ``threading.local``, which inductor reads first, and not
+    into torch's native thread-local slot as inductor's own set-up does: that slot keeps a
+    reference it was never given on some versions and frees the objects a second time when the
+    thread ends."""
     from torch._inductor import cudagraph_trees as trees
 
-    if not torch._C._is_key_in_tls("tree_manager_containers"):
-        trees.local.tree_manager_containers = {}
-        trees.local.tree_manager_locks = collections.defaultdict(threading.Lock)
-        torch._C._stash_obj_in_tls("tree_manager_containers", trees.local.tree_manager_containers)
-        torch._C._stash_obj_in_tls("tree_manager_locks", trees.local.tree_manager_locks)
+    if hasattr(trees.local, "tree_manager_containers") or torch._C._is_key_in_tls(
+        "tree_manager_containers"
+    ):
+        return
+    trees.local.tree_manager_containers = {}
+    trees.local.tree_manager_locks = collections.defaultdict(threading.Lock)
 
 
 def reset_cudagraph_trees() -> None:

@@ -88,7 +88,18 @@ class TorchEngine(ThreadedEngine):
             inline=inline,
             dtype=self.dtype,
         )
-        super().__init__(own_cudagraph_trees if self.cuda_graphs else None)
+        super().__init__(self._prepare_graph_thread if self.cuda_graphs else None)
+
+    def _prepare_graph_thread(self) -> None:
+        """Readies the engine's thread to record CUDA graphs: inductor's graph trees set up, and
+        this thread's cuBLAS handles made now by two small matmuls (mm: cuBLAS, addmm: cuBLASLt).
+        A handle can't be made while a graph is recorded, and the compiled code is shared by
+        every engine of the process: this thread may record a graph another engine's ran first."""
+        own_cudagraph_trees()
+        x = torch.ones(8, 8, device=self.device, dtype=self.dtype)
+        torch.mm(x, x)
+        torch.addmm(x, x, x)
+        torch.cuda.synchronize(self.device)
 
     def _packed_model(self, checkpoint: Checkpoint) -> PackedQwen3:
         options = self.options
