@@ -104,8 +104,7 @@ def on_ray(model, rows, passes, batch_size, options):
             assert all(r["error"] is None for r in out)
     finally:
         ray.shutdown()
-    scores = {(r["query"], r["document"]): r["score"] for r in out}
-    return len(rows) / best_window, len(rows) / best_wall, scores
+    return len(rows) / best_window, len(rows) / best_wall, out
 
 
 def main() -> None:
@@ -121,9 +120,7 @@ def main() -> None:
     options = {"engine": args.engine}
     rows = rows_of(args.model, args.seeds)
     local_rate, local_scores = in_process(args.model, rows, args.passes, options)
-    window_rate, job_rate, ray_scores = on_ray(
-        args.model, rows, args.passes, args.batch_size, options
-    )
+    window_rate, job_rate, out = on_ray(args.model, rows, args.passes, args.batch_size, options)
     result = {
         "model": args.model,
         "engine": args.engine,
@@ -135,7 +132,14 @@ def main() -> None:
         "ray_job_pairs_per_s": round(job_rate, 1),
         "ray_scoring_overhead_pct": round(100 * (local_rate / window_rate - 1), 1),
         "ray_job_overhead_pct": round(100 * (local_rate / job_rate - 1), 1),
-        "max_abs_score_diff": max(abs(ray_scores[k] - v) for k, v in local_scores.items()),
+        "max_abs_score_diff": max(
+            abs(r["score"] - local_scores[(row["query"], row["document"])])
+            for r, row in zip(out, rows, strict=True)
+        ),
+        "rows_whose_text_changed": sum(
+            (r["query"], r["document"]) != (row["query"], row["document"])
+            for r, row in zip(out, rows, strict=True)
+        ),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
