@@ -32,15 +32,34 @@ def repo_path(path: Path) -> str:
         return path.name
 
 
-def merge(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """The first run, with the model sizes and rows of the others added (later ones win)."""
+def merge(runs: list[dict[str, Any]], sources: list[str]) -> dict[str, Any]:
+    """The first run, with the model sizes and rows of the others added (later ones win). Each
+    row keeps the file it came from (``run``), and ``parts`` lists the files: a run split into
+    parts is measured on several machines of one kind, at the commits each part names."""
     merged = json.loads(json.dumps(runs[0]))
-    for run in runs[1:]:
+    merged["models"] = {}
+    merged["parts"] = []
+    for run, source in zip(runs, sources, strict=True):
+        names: list[str] = []
         for size, entry in run["models"].items():
             mine = merged["models"].setdefault(size, {**entry, "rows": {}})
-            mine["rows"].update(entry["rows"])
+            for name, row in entry["rows"].items():
+                mine["rows"][name] = {**row, "run": source}
+                names += [name] if name not in names and name not in NOT_PEERS else []
         merged["workloads"] += [w for w in run["workloads"] if w not in merged["workloads"]]
+        merged["parts"].append(
+            {
+                "source": source,
+                "rows": names,
+                "commit": run["commit"],
+                "tflops": run["matmul_tflops"],
+            }
+        )
     return merged
+
+
+def same_run(entry: dict[str, Any], row: str, other: str) -> bool:
+    return entry["rows"][row].get("run") == entry["rows"][other].get("run")
 
 
 def figures(entry: dict[str, Any], row: str, workload: str) -> dict[str, Any]:
@@ -111,10 +130,26 @@ def timing(run: dict[str, Any]) -> str:
 
 def header(run: dict[str, Any], sources: list[str]) -> list[str]:
     versions = ", ".join(f"{k} {v}" for k, v in run["versions"].items() if v)
+    parts = run["parts"]
+    if len(parts) == 1:
+        where = (
+            f"qwen3-rerank at {run['commit']}. Dense {run['matmul_dtype']} matmul measured at "
+            f"{run['matmul_tflops']} TFLOP/s in the same run."
+        )
+    else:
+        where = (
+            f"measured in {len(parts)} runs, each on a machine of this kind with its own fp32 "
+            "reference and matmul rate (the FLOP-limit fractions use it): "
+            + "; ".join(
+                f"`{p['source']}`: {', '.join(p['rows'])} (qwen3-rerank at {p['commit']}, "
+                f"{run['matmul_dtype']} matmul {p['tflops']} TFLOP/s)"
+                for p in parts
+            )
+            + "."
+        )
     return [
         f"Device: **{run['device']}**; host CPU {run['cpu']}, {run['cpu_cores']} cores, "
-        f"{run['ram_gib']} GiB RAM. {versions}; qwen3-rerank at {run['commit']}. Dense "
-        f"{run['matmul_dtype']} matmul measured at {run['matmul_tflops']} TFLOP/s in the same run.",
+        f"{run['ram_gib']} GiB RAM. {versions}; {where}",
         "",
         f"Each number comes from {', '.join(f'`{s}`' for s in sources)} "
         "(benchmarks/bench.py; tables by benchmarks/report.py). Random weights with the real "
@@ -188,6 +223,11 @@ def against_best_peer(
                 yield size, entry, w, ours, peer, figures(entry, peer, w)
 
 
+def named(entry: dict[str, Any], peer: str) -> str:
+    """The peer's row name, marked where it was measured in another run than ours."""
+    return peer if same_run(entry, OURS, peer) else f"{peer} (another run)"
+
+
 def summary_table(run: dict[str, Any]) -> list[str]:
     """Ours against the best peer of each workload: throughput, one-query latency, memory."""
     cpu = run["device_kind"] == "cpu"
@@ -207,7 +247,7 @@ def summary_table(run: dict[str, Any]) -> list[str]:
             return fmt(f.get("gpu_peak_gib"), ".2f")
 
         lines.append(
-            f"| {size} | {w} | {fmt_rate(ours['pairs_per_s'])} | {peer} | "
+            f"| {size} | {w} | {fmt_rate(ours['pairs_per_s'])} | {named(entry, peer)} | "
             f"{fmt_rate(theirs['pairs_per_s'])} | **{speed_ratio(run, ours, theirs):.2f}x** "
             f"| {fmt(ours.get('p50_ms'))} | {fmt(quick_f.get('p50_ms'))} ({quick}) "
             f"| {mem(OURS, ours)} | {mem(peer, theirs)} |"
@@ -245,9 +285,9 @@ def readme_table(run: dict[str, Any], sources: list[str]) -> list[str]:
         head += " one query p50 ms, ours / it | whole-GPU GiB, ours / it |"
         rule += "---|---|"
     lines = [head, rule]
-    for size, _, w, ours, peer, theirs in against_best_peer(run):
+    for size, entry, w, ours, peer, theirs in against_best_peer(run):
         line = (
-            f"| {size}, {WORKLOAD_WORDS.get(w, w)} | {speed(ours)} | {peer}: "
+            f"| {size}, {WORKLOAD_WORDS.get(w, w)} | {speed(ours)} | {named(entry, peer)}: "
             f"{speed(theirs)} | **{speed_ratio(run, ours, theirs):.2f}x** |"
         )
         if not cpu:
@@ -280,9 +320,9 @@ def main() -> int:
         help="also fill this file's <!-- report.py cpu|cuda --> block with the short table",
     )
     args = parser.parse_args()
-    run = merge([json.loads(p.read_text()) for p in args.json])
-    out = args.out or args.json[0].parent
     sources = [repo_path(p) for p in args.json]
+    run = merge([json.loads(p.read_text()) for p in args.json], sources)
+    out = args.out or args.json[0].parent
     title = f"# Benchmark on {run['device']}"
     if args.readme:
         filled = splice(args.readme.read_text(), run["device_kind"], readme_table(run, sources))
@@ -307,7 +347,8 @@ def main() -> int:
         "\n".join([title, "", *header(run, sources), *full_tables(run)])
     )
     summary = [
-        f"qwen3-rerank against the best peer of each workload on {run['device']} (same run; "
+        f"qwen3-rerank against the best peer of each workload on {run['device']} "
+        f"({'same run' if len(run['parts']) == 1 else 'a peer from another run is marked'}; "
         f"source: {', '.join(sources)}; all rows: results.md).",
         "",
         *summary_table(run),

@@ -109,3 +109,24 @@ def test_gpu_readme_block_gives_speed_latency_and_memory_of_both(tmp_path: Path)
     fill_readme(path, readme)
     line = "| 0.6b, w | 1000.0 pairs/s | vllm_best: 500.0 pairs/s | **2.00x** | 60.0 / 120.0 |"
     assert line + " 2.20 / 74.00 |" in readme.read_text()
+
+
+def test_parts_of_a_run_are_named_and_a_peer_from_another_part_is_marked(tmp_path: Path) -> None:
+    """A run split into parts (one device call each): the results name every part's rows,
+    commit and matmul rate, and a best peer measured in another part than ours is marked."""
+    first = run_json("cuda", {"ours": figures(1000.0, 60.0), "vllm_best": figures(500.0, 100.0)})
+    second = run_json("cuda", {"vllm_serve": figures(800.0, 90.0)})
+    second["commit"], second["matmul_tflops"] = "def5678", 2.0
+    paths = [tmp_path / "part1.json", tmp_path / "part2.json"]
+    for path, data in zip(paths, [first, second], strict=True):
+        path.write_text(json.dumps(data))
+    subprocess.run([sys.executable, str(REPORT), *map(str, paths)], check=True, capture_output=True)
+    results = (tmp_path / "results.md").read_text()
+    assert "measured in 2 runs" in results
+    assert "`part1.json`: ours, vllm_best (qwen3-rerank at abc1234" in results
+    assert (
+        "`part2.json`: vllm_serve (qwen3-rerank at def5678, float32 matmul 2.0 TFLOP/s)" in results
+    )
+    assert "in the same run" not in results
+    summary = (tmp_path / "summary.md").read_text()
+    assert "| vllm_serve (another run) | 800.0 | **1.25x** |" in summary
