@@ -43,6 +43,7 @@ GPU_ROWS = [
     "vllm_best",
     "vllm_score",
     "vllm_serve",
+    "ours_serve",
     "sentence_transformers",
     "card",
     "transformers",

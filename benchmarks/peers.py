@@ -322,17 +322,12 @@ SERVE_PORT = 8101
 CONCURRENCY = 16
 
 
-def vllm_serve(model: str, device: str) -> Row:
-    """``vllm serve`` over HTTP on 127.0.0.1: one /v1/rerank request per query (the template
-    applied by qwen3-rerank's client, api="vllm"), 16 in flight."""
-    url = f"http://127.0.0.1:{SERVE_PORT}"
-    cmd = [sys.executable, "-m", "vllm.entrypoints.cli.main", "serve", model, "--runner", "pooling"]
-    cmd += ["--hf-overrides", json.dumps(QWEN3_RERANKER_OVERRIDES), "--port", str(SERVE_PORT)]
-    cmd += ["--max-model-len", str(MAX_LENGTH + 512)]
+def served(cmd: list[str], url: str, model: str, api: str) -> Row:
+    """A server started by ``cmd`` on 127.0.0.1, as its clients use it: one /v1/rerank request
+    per query through qwen3-rerank's remote client (``api``), 16 in flight."""
     server = subprocess.Popen(cmd, stdout=sys.stdout, stderr=subprocess.STDOUT)
     started = _wait_healthy(url, server)
-    rr = Reranker.remote(url, model=model, api="vllm", max_concurrency=CONCURRENCY, timeout=600)
-    scorer = reranker_scorer(rr)
+    rr = Reranker.remote(url, model=model, api=api, max_concurrency=CONCURRENCY, timeout=600)
 
     def close() -> None:
         rr.close()
@@ -344,18 +339,35 @@ def vllm_serve(model: str, device: str) -> Row:
             server.wait()
 
     info = {
-        "request": "POST /v1/rerank per query",
+        "request": f"POST /v1/rerank per query (api={api})",
         "concurrency": CONCURRENCY,
         "start_s": round(started, 1),
     }
-    return Row(scorer, info, close)
+    return Row(reranker_scorer(rr), info, close)
+
+
+def vllm_serve(model: str, device: str) -> Row:
+    """``vllm serve`` with the official conversion; the client applies the prompt template."""
+    url = f"http://127.0.0.1:{SERVE_PORT}"
+    cmd = [sys.executable, "-m", "vllm.entrypoints.cli.main", "serve", model, "--runner", "pooling"]
+    cmd += ["--hf-overrides", json.dumps(QWEN3_RERANKER_OVERRIDES), "--port", str(SERVE_PORT)]
+    cmd += ["--max-model-len", str(MAX_LENGTH + 512)]
+    return served(cmd, url, model, api="vllm")
+
+
+def ours_serve(model: str, device: str) -> Row:
+    """``qwen3-rerank serve`` with its defaults on ``device``."""
+    url = f"http://127.0.0.1:{SERVE_PORT}"
+    cmd = [sys.executable, "-m", "qwen3_rerank.cli", "serve", "--model", model]
+    cmd += ["--device", device, "--port", str(SERVE_PORT), "--no-access-log"]
+    return served(cmd, url, model, api="qwen3")
 
 
 def _wait_healthy(url: str, server: subprocess.Popen[Any], limit: float = 600) -> float:
     start = time.perf_counter()
     while time.perf_counter() - start < limit:
         if server.poll() is not None:
-            raise RuntimeError(f"vllm serve exited with {server.returncode}")
+            raise RuntimeError(f"the server exited with {server.returncode}")
         try:
             if httpx.get(f"{url}/health", timeout=2).status_code == 200:
                 return time.perf_counter() - start
@@ -372,6 +384,7 @@ ROWS: dict[str, Callable[[str, str], Row]] = {
     "vllm_best": vllm_best,
     "vllm_score": vllm_score,
     "vllm_serve": vllm_serve,
+    "ours_serve": ours_serve,
     "sentence_transformers": sentence_transformers,
     "card": card,
     "transformers": transformers,
