@@ -194,13 +194,19 @@ def rerank_dataset(
         raise ConfigurationError(f"batch_size must be >= 1, got {batch_size}")
     if num_cpus is None and not num_gpus:
         num_cpus = 1
+    from ray.data import ActorPoolStrategy
+
+    if isinstance(concurrency, int):
+        pool = ActorPoolStrategy(size=concurrency)
+    else:
+        pool = ActorPoolStrategy(min_size=concurrency[0], max_size=concurrency[1])
     out = ds.map_batches(
         batches or RerankBatches,
         fn_constructor_args=(model,),
         fn_constructor_kwargs=options,
         batch_size=batch_size,
         batch_format="numpy",
-        concurrency=concurrency,
+        compute=pool,  # Ray 2.51 deprecates concurrency= for this
         num_gpus=num_gpus,
         num_cpus=num_cpus,
         udf_modifying_row_count=False,
