@@ -20,7 +20,7 @@ __all__ = ["DEFAULT_ACTIVATION_MEMORY", "configure_allocator", "token_budget"]
 
 logger = logging.getLogger("qwen3_rerank.engines.torch")
 
-DEFAULT_BATCH_TOKENS = {"cpu": 8192, "mps": 16384}  # tokens per batch without a memory cap
+DEFAULT_BATCH_TOKENS = {"cpu": 2048, "mps": 16384}  # tokens per batch without a memory cap
 DEFAULT_ACTIVATION_MEMORY = 512 * 2**20  # on CUDA without max_memory
 SLACK_BYTES = 48 * 2**20  # kept free under a cap for the allocator's rounding, small buffers
 

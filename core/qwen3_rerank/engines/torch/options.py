@@ -72,7 +72,7 @@ class TorchOptions:
     max_length: int = DEFAULT_MAX_LENGTH
     """Most tokens per pair, template included; longer documents are truncated."""
     max_batch_tokens: int | None = None
-    """Tokens per forward pass; ``None``: sized from memory on GPU, 8192 on CPU."""
+    """Tokens per forward pass; ``None``: sized from memory on GPU, 2048 on CPU."""
     max_memory: int | str | None = None
     """Cap on what the engine allocates on the device, weights included. Batches are sized to
     stay under it; the embedding table then stays in host memory and no CUDA graphs are kept."""
