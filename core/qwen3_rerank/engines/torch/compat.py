@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import ctypes
+import sys
 import threading
 from typing import Any
 
@@ -36,20 +38,24 @@ def mark_static_address(tensor: torch.Tensor) -> None:
 def own_cudagraph_trees() -> None:
     """Lets the calling thread record and replay inductor's CUDA graphs. Some torch versions set
     up the per-thread state of their CUDA graph trees only in the thread that imported them
-    (and in autograd's threads): compiled code run from any other thread fails an assertion.
-
-    The state goes into this thread's ``threading.local``, which inductor reads first, and not
-    into torch's native thread-local slot as inductor's own set-up does: that slot keeps a
-    reference it was never given on some versions and frees the objects a second time when the
-    thread ends."""
+    (and in autograd's threads): compiled code run from any other thread fails an assertion."""
     from torch._inductor import cudagraph_trees as trees
 
-    if hasattr(trees.local, "tree_manager_containers") or torch._C._is_key_in_tls(
-        "tree_manager_containers"
-    ):
-        return
-    trees.local.tree_manager_containers = {}
-    trees.local.tree_manager_locks = collections.defaultdict(threading.Lock)
+    if not torch._C._is_key_in_tls("tree_manager_containers"):
+        trees.local.tree_manager_containers = {}
+        trees.local.tree_manager_locks = collections.defaultdict(threading.Lock)
+        _stash_in_tls("tree_manager_containers", trees.local.tree_manager_containers)
+        _stash_in_tls("tree_manager_locks", trees.local.tree_manager_locks)
+
+
+def _stash_in_tls(name: str, obj: object) -> None:
+    """Puts ``obj`` in torch's native thread-local slot, which releases one reference to it when
+    the thread ends. Some torch versions (2.11) take none when it is put there: one is added
+    for them, or ending the thread frees objects still in use."""
+    before = sys.getrefcount(obj)
+    torch._C._stash_obj_in_tls(name, obj)
+    if sys.getrefcount(obj) == before:
+        ctypes.pythonapi.Py_IncRef(ctypes.py_object(obj))
 
 
 def reset_cudagraph_trees() -> None:
