@@ -1,17 +1,18 @@
 """Ray Data's overhead on one GPU: a Ray Data job with one GPU actor against the in-process engine.
 
-    python benchmarks/ray_bench.py --model MODEL --out benchmarks/results/ray.json
+    python benchmarks/ray_bench.py --model MODEL --out benchmarks/results/<device>/ray.json
+    python benchmarks/ray_bench.py --model TINY --device cpu --seeds 2 --out /tmp/ray.json  # check
 
 Inputs: the rag100x256 workload (4 queries x 100 documents of 256 tokens) for ``--seeds``
 seeds, laid out as one row per pair (``query``, ``document``, ``id``), the same pairs for both.
 
 - In-process: one ``Reranker`` on the GPU; a warm-up call, then the best of ``--passes`` calls
   of ``rerank_batch`` over every query at once.
-- Ray Data: ``rerank_dataset(concurrency=1, num_gpus=1)`` over the same rows, in a local Ray
-  cluster. Each actor warms its engine up in its constructor (as the in-process run does), and
-  each batch records when it started and ended, so the scoring window (first batch start to last
-  batch end) is timed apart from the job's wall time (which adds Ray's start-up and the model
-  load). The best of ``--passes`` jobs is kept.
+- Ray Data: ``rerank_dataset(concurrency=1, num_gpus=1)`` (``num_gpus=0`` on a CPU) over the
+  same rows, in a local Ray cluster. Each actor warms its engine up in its constructor (as the
+  in-process run does), and each batch records when it started and ended, so the scoring window
+  (first batch start to last batch end) is timed apart from the job's wall time (which adds
+  Ray's start-up and the model load). The best of ``--passes`` jobs is kept.
 
 Writes JSON: pairs/s for both, overhead % of the scoring window (and of the whole job) against
 the in-process rate, and a check that both scored the same (max abs difference).
@@ -92,7 +93,7 @@ def on_ray(model, rows, passes, batch_size, options):
                 ray.data.from_items(rows),
                 model,
                 concurrency=1,
-                num_gpus=1,
+                num_gpus=1 if options["device"].startswith("cuda") else 0,
                 batch_size=batch_size,
                 batches=TimedBatches,
                 **options,
@@ -115,15 +116,17 @@ def main() -> None:
     parser.add_argument("--passes", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=1024, help="rows per Ray batch")
     parser.add_argument("--engine", default="auto", help="auto | torch | vllm")
+    parser.add_argument("--device", default="cuda", help="cuda (one GPU actor) or cpu")
     args = parser.parse_args()
 
-    options = {"engine": args.engine}
+    options = {"engine": args.engine, "device": args.device}
     rows = rows_of(args.model, args.seeds)
     local_rate, local_scores = in_process(args.model, rows, args.passes, options)
     window_rate, job_rate, out = on_ray(args.model, rows, args.passes, args.batch_size, options)
     result = {
         "model": args.model,
         "engine": args.engine,
+        "device": args.device,
         "workload": "rag100x256",
         "pairs": len(rows),
         "batch_size": args.batch_size,
