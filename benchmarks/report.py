@@ -332,11 +332,11 @@ def main() -> int:
             title,
             "",
             *header(run, sources),
-            "## Ours against the best peer",
+            "### Ours against the best peer",
             "",
             *summary_table(run),
             "",
-            "## All rows",
+            "### All rows",
             "",
             *full_tables(run),
         ]
