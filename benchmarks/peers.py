@@ -322,9 +322,10 @@ SERVE_PORT = 8101
 CONCURRENCY = 16
 
 
-def served(cmd: list[str], url: str, model: str, api: str) -> Row:
-    """A server started by ``cmd`` on 127.0.0.1, as its clients use it: one /v1/rerank request
-    per query through qwen3-rerank's remote client (``api``), 16 in flight."""
+def served(cmd: list[str], model: str, api: str) -> Row:
+    """A server started by ``cmd`` on 127.0.0.1:SERVE_PORT, as its clients use it: one
+    /v1/rerank request per query through qwen3-rerank's remote client (``api``), 16 in flight."""
+    url = f"http://127.0.0.1:{SERVE_PORT}"
     server = subprocess.Popen(cmd, stdout=sys.stdout, stderr=subprocess.STDOUT)
     started = _wait_healthy(url, server)
     rr = Reranker.remote(url, model=model, api=api, max_concurrency=CONCURRENCY, timeout=600)
@@ -348,19 +349,17 @@ def served(cmd: list[str], url: str, model: str, api: str) -> Row:
 
 def vllm_serve(model: str, device: str) -> Row:
     """``vllm serve`` with the official conversion; the client applies the prompt template."""
-    url = f"http://127.0.0.1:{SERVE_PORT}"
     cmd = [sys.executable, "-m", "vllm.entrypoints.cli.main", "serve", model, "--runner", "pooling"]
     cmd += ["--hf-overrides", json.dumps(QWEN3_RERANKER_OVERRIDES), "--port", str(SERVE_PORT)]
     cmd += ["--max-model-len", str(MAX_LENGTH + 512)]
-    return served(cmd, url, model, api="vllm")
+    return served(cmd, model, api="vllm")
 
 
 def ours_serve(model: str, device: str) -> Row:
     """``qwen3-rerank serve`` with its defaults on ``device``."""
-    url = f"http://127.0.0.1:{SERVE_PORT}"
     cmd = [sys.executable, "-m", "qwen3_rerank.cli", "serve", "--model", model]
     cmd += ["--device", device, "--port", str(SERVE_PORT), "--no-access-log"]
-    return served(cmd, url, model, api="qwen3")
+    return served(cmd, model, api="qwen3")
 
 
 def _wait_healthy(url: str, server: subprocess.Popen[Any], limit: float = 600) -> float:

@@ -40,26 +40,22 @@ def merge(runs: list[dict[str, Any]], sources: list[str]) -> dict[str, Any]:
     merged["models"] = {}
     merged["parts"] = []
     for run, source in zip(runs, sources, strict=True):
-        names: list[str] = []
         for size, entry in run["models"].items():
             mine = merged["models"].setdefault(size, {**entry, "rows": {}})
-            for name, row in entry["rows"].items():
-                mine["rows"][name] = {**row, "run": source}
-                names += [name] if name not in names and name not in NOT_PEERS else []
+            mine["rows"].update(
+                {name: {**row, "run": source} for name, row in entry["rows"].items()}
+            )
         merged["workloads"] += [w for w in run["workloads"] if w not in merged["workloads"]]
+        names = dict.fromkeys(name for entry in run["models"].values() for name in entry["rows"])
         merged["parts"].append(
             {
                 "source": source,
-                "rows": names,
+                "rows": [name for name in names if name not in NOT_PEERS],
                 "commit": run["commit"],
                 "tflops": run["matmul_tflops"],
             }
         )
     return merged
-
-
-def same_run(entry: dict[str, Any], row: str, other: str) -> bool:
-    return entry["rows"][row].get("run") == entry["rows"][other].get("run")
 
 
 def figures(entry: dict[str, Any], row: str, workload: str) -> dict[str, Any]:
@@ -225,7 +221,8 @@ def against_best_peer(
 
 def named(entry: dict[str, Any], peer: str) -> str:
     """The peer's row name, marked where it was measured in another run than ours."""
-    return peer if same_run(entry, OURS, peer) else f"{peer} (another run)"
+    rows = entry["rows"]
+    return peer if rows[peer]["run"] == rows[OURS]["run"] else f"{peer} (another run)"
 
 
 def summary_table(run: dict[str, Any]) -> list[str]:

@@ -41,10 +41,14 @@ def figures(pairs_per_s: float, p50_ms: float, diff: float = 0.001) -> dict[str,
     }
 
 
+def run_report(*args: Path | str) -> None:
+    subprocess.run([sys.executable, str(REPORT), *map(str, args)], check=True, capture_output=True)
+
+
 def report(tmp_path: Path, data: dict[str, Any], name: str) -> str:
     path = tmp_path / name
     path.write_text(json.dumps(data))
-    subprocess.run([sys.executable, str(REPORT), str(path)], check=True, capture_output=True)
+    run_report(path)
     out = "cpu.md" if data["device_kind"] == "cpu" else "summary.md"
     return (tmp_path / out).read_text()
 
@@ -77,11 +81,6 @@ def test_cpu_tables_rank_by_the_time_of_the_query_and_keep_small_rates(tmp_path:
     assert "| 0.0646 | transformers | 0.0577 | **1.12x** |" in line
 
 
-def fill_readme(run: Path, readme: Path) -> None:
-    command = [sys.executable, str(REPORT), str(run), "--readme", str(readme)]
-    subprocess.run(command, check=True, capture_output=True)
-
-
 def test_readme_block_is_filled_from_the_json_and_nothing_else_moves(tmp_path: Path) -> None:
     data = run_json(
         "cpu",
@@ -91,7 +90,7 @@ def test_readme_block_is_filled_from_the_json_and_nothing_else_moves(tmp_path: P
     path.write_text(json.dumps(data))
     readme = tmp_path / "README.md"
     readme.write_text("intro\n<!-- report.py cpu -->\nold table\n<!-- /report.py cpu -->\nrest\n")
-    fill_readme(path, readme)
+    run_report(path, "--readme", readme)
     text = readme.read_text()
     assert text.startswith("intro\n<!-- report.py cpu -->\n| a test device | ours |")
     assert "| 0.6b, w | 61.9 s | transformers: 69.3 s | **1.12x** |" in text
@@ -106,7 +105,7 @@ def test_gpu_readme_block_gives_speed_latency_and_memory_of_both(tmp_path: Path)
     path.write_text(json.dumps(run_json("cuda", {"ours": ours, "vllm_best": peer})))
     readme = tmp_path / "README.md"
     readme.write_text("<!-- report.py cuda -->\n<!-- /report.py cuda -->\n")
-    fill_readme(path, readme)
+    run_report(path, "--readme", readme)
     line = "| 0.6b, w | 1000.0 pairs/s | vllm_best: 500.0 pairs/s | **2.00x** | 60.0 / 120.0 |"
     assert line + " 2.20 / 74.00 |" in readme.read_text()
 
@@ -120,7 +119,7 @@ def test_parts_of_a_run_are_named_and_a_peer_from_another_part_is_marked(tmp_pat
     paths = [tmp_path / "part1.json", tmp_path / "part2.json"]
     for path, data in zip(paths, [first, second], strict=True):
         path.write_text(json.dumps(data))
-    subprocess.run([sys.executable, str(REPORT), *map(str, paths)], check=True, capture_output=True)
+    run_report(*paths)
     results = (tmp_path / "results.md").read_text()
     assert "measured in 2 runs" in results
     assert "`part1.json`: ours, vllm_best (qwen3-rerank at abc1234" in results
