@@ -178,6 +178,55 @@ def test_an_engine_thread_hands_its_graph_state_back_when_it_ends() -> None:
     assert counts[1:] == [counts[0]] * 2
 
 
+def test_engine_threads_hand_graph_state_back_on_a_torch_whose_slot_takes_no_reference() -> None:
+    """torch 2.11's thread-local slot takes no reference to what is put there but releases one
+    when the thread ends. Simulated here on the installed torch, in a fresh process, because it
+    matters most for the first engine thread: its own import of inductor's graph trees stashes
+    their state in that thread's slot. Two engine threads, the first importing them: afterwards
+    each thread's state is held only by the test, as an untouched object is. The version before
+    the fix freed the first thread's state while in use (a segfault on an H100 with 2.11)."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(
+        """
+        import collections, ctypes, gc, sys, threading
+        import torch
+
+        real = torch._C._stash_obj_in_tls
+
+        def takes_no_reference(name, obj):
+            real(name, obj)
+            ctypes.pythonapi.Py_DecRef(ctypes.py_object(obj))
+
+        torch._C._stash_obj_in_tls = takes_no_reference
+        from qwen3_rerank.engines.torch.compat import own_cudagraph_trees
+
+        assert "torch._inductor.cudagraph_trees" not in sys.modules
+        kept = [{}, collections.defaultdict(threading.Lock)]  # the yardsticks
+
+        def engine_thread():
+            own_cudagraph_trees()
+            from torch._inductor import cudagraph_trees as trees
+            kept.extend([trees.local.tree_manager_containers, trees.local.tree_manager_locks])
+
+        for _ in range(2):
+            thread = threading.Thread(target=engine_thread)
+            thread.start()
+            thread.join()
+        gc.collect()
+        print([sys.getrefcount(obj) for obj in kept])
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    counts = json.loads(done.stdout.strip().splitlines()[-1])
+    assert counts == [counts[0]] * 6
+
+
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [

@@ -8,6 +8,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import ctypes
+import functools
 import sys
 import threading
 from typing import Any
@@ -39,23 +40,36 @@ def own_cudagraph_trees() -> None:
     """Lets the calling thread record and replay inductor's CUDA graphs. Some torch versions set
     up the per-thread state of their CUDA graph trees only in the thread that imported them
     (and in autograd's threads): compiled code run from any other thread fails an assertion."""
+    imported_here = "torch._inductor.cudagraph_trees" not in sys.modules
     from torch._inductor import cudagraph_trees as trees
 
-    if not torch._C._is_key_in_tls("tree_manager_containers"):
+    names = ("tree_manager_containers", "tree_manager_locks")
+    if imported_here and not _stash_takes_reference():
+        # The import stashed its state in this thread's slot, which took no reference to it.
+        for name in names:
+            ctypes.pythonapi.Py_IncRef(ctypes.py_object(getattr(trees.local, name)))
+    if not torch._C._is_key_in_tls(names[0]):
         trees.local.tree_manager_containers = {}
         trees.local.tree_manager_locks = collections.defaultdict(threading.Lock)
-        _stash_in_tls("tree_manager_containers", trees.local.tree_manager_containers)
-        _stash_in_tls("tree_manager_locks", trees.local.tree_manager_locks)
+        for name in names:
+            obj = getattr(trees.local, name)
+            torch._C._stash_obj_in_tls(name, obj)
+            if not _stash_takes_reference():
+                ctypes.pythonapi.Py_IncRef(ctypes.py_object(obj))
 
 
-def _stash_in_tls(name: str, obj: object) -> None:
-    """Puts ``obj`` in torch's native thread-local slot, which releases one reference to it when
-    the thread ends. Some torch versions (2.11) take none when it is put there: one is added
-    for them, or ending the thread frees objects still in use."""
-    before = sys.getrefcount(obj)
-    torch._C._stash_obj_in_tls(name, obj)
-    if sys.getrefcount(obj) == before:
-        ctypes.pythonapi.Py_IncRef(ctypes.py_object(obj))
+@functools.cache
+def _stash_takes_reference() -> bool:
+    """Whether torch's native thread-local slot takes a reference to what is put there. It
+    releases one when the thread ends; some torch versions (2.11) take none, and one must be
+    added for them, or ending the thread frees objects still in use."""
+    probe = [None]
+    before = sys.getrefcount(probe)
+    torch._C._stash_obj_in_tls("qwen3_rerank.stash_probe", probe)
+    taken = sys.getrefcount(probe) > before
+    if not taken:
+        ctypes.pythonapi.Py_IncRef(ctypes.py_object(probe))
+    return taken
 
 
 def reset_cudagraph_trees() -> None:
