@@ -73,11 +73,12 @@ def in_process(model: str, rows: list[dict[str, Any]], passes: int, options: dic
             start = time.perf_counter()
             results = rr.rerank_batch(list(queries), list(queries.values()))
             best = min(best, time.perf_counter() - start)
-    scores = {}
-    for (query, documents), ranked in zip(queries.items(), results, strict=True):
-        by_index = {r.index: r.score for r in ranked}
-        scores.update({(query, documents[i]): by_index[i] for i in range(len(documents))})
-    return len(rows) / best, scores
+        scores = {}
+        for (query, documents), ranked in zip(queries.items(), results, strict=True):
+            by_index = {r.index: r.score for r in ranked}
+            scores.update({(query, documents[i]): by_index[i] for i in range(len(documents))})
+        in_row_order = [scores[(row["query"], row["document"])] for row in rows]
+    return len(rows) / best, in_row_order
 
 
 def on_ray(model, rows, passes, batch_size, options):
@@ -136,8 +137,7 @@ def main() -> None:
         "ray_scoring_overhead_pct": round(100 * (local_rate / window_rate - 1), 1),
         "ray_job_overhead_pct": round(100 * (local_rate / job_rate - 1), 1),
         "max_abs_score_diff": max(
-            abs(r["score"] - local_scores[(row["query"], row["document"])])
-            for r, row in zip(out, rows, strict=True)
+            abs(r["score"] - score) for r, score in zip(out, local_scores, strict=True)
         ),
         "rows_whose_text_changed": sum(
             (r["query"], r["document"]) != (row["query"], row["document"])
