@@ -20,6 +20,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 OURS = "ours"
+SERVER = "ours_serve"  # our server over HTTP, compared with the other servers
 NOT_PEERS = {"reference_fp32"}
 
 
@@ -33,18 +34,20 @@ def repo_path(path: Path) -> str:
 
 
 def merge(runs: list[dict[str, Any]], sources: list[str]) -> dict[str, Any]:
-    """The first run, with the model sizes and rows of the others added (later ones win). Each
-    row keeps the file it came from (``run``), and ``parts`` lists the files: a run split into
-    parts is measured on several machines of one kind, at the commits each part names."""
+    """The first run, with the model sizes and rows of the others added. Each row keeps the file
+    it came from (``run``), and ``parts`` lists the files: a run split into parts is measured on
+    several machines of one kind, at the commits each part names. A row measured again in a
+    later part keeps its name for the earlier figures and is added as ``row (part)``: the
+    ratios compare rows of one part where the order of the files allows it."""
     merged = json.loads(json.dumps(runs[0]))
     merged["models"] = {}
     merged["parts"] = []
     for run, source in zip(runs, sources, strict=True):
         for size, entry in run["models"].items():
-            mine = merged["models"].setdefault(size, {**entry, "rows": {}})
-            mine["rows"].update(
-                {name: {**row, "run": source} for name, row in entry["rows"].items()}
-            )
+            mine = merged["models"].setdefault(size, {**entry, "rows": {}})["rows"]
+            for name, row in entry["rows"].items():
+                again = name in mine and name not in NOT_PEERS
+                mine[f"{name} ({Path(source).stem})" if again else name] = {**row, "run": source}
         merged["workloads"] += [w for w in run["workloads"] if w not in merged["workloads"]]
         names = dict.fromkeys(name for entry in run["models"].values() for name in entry["rows"])
         merged["parts"].append(
@@ -101,6 +104,11 @@ def speed_ratio(run: dict[str, Any], mine: dict[str, Any], theirs: dict[str, Any
     if speed_key(run) == "p50_ms":
         return float(theirs["p50_ms"]) / float(mine["p50_ms"])
     return float(mine["pairs_per_s"]) / float(theirs["pairs_per_s"])
+
+
+def both(key: str, spec: str, ours: dict[str, Any], theirs: dict[str, Any]) -> str:
+    """``ours / theirs`` of one figure."""
+    return f"{fmt(ours.get(key), spec)} / {fmt(theirs.get(key), spec)}"
 
 
 def fmt_rate(value: float | None) -> str:
@@ -252,6 +260,50 @@ def summary_table(run: dict[str, Any]) -> list[str]:
     return lines
 
 
+def server_table(run: dict[str, Any]) -> list[str]:
+    """Our server against the fastest other server measured in the same part as it (both over
+    HTTP with the same client); empty where ``ours_serve`` did not run."""
+    lines = []
+    for size, entry in run["models"].items():
+        rows = entry["rows"]
+        if SERVER not in rows:
+            continue
+        part = rows[SERVER]["run"]
+        servers = [
+            row
+            for row in rows
+            if row != SERVER and row.split(" (")[0].endswith("_serve") and rows[row]["run"] == part
+        ]
+        for w in measured(run, entry):
+            ours = figures(entry, SERVER, w)
+            found = [
+                (f["pairs_per_s"], row)
+                for row in servers
+                for f in [figures(entry, row, w)]
+                if f.get("pairs_per_s") and f.get("scores_ok", True)
+            ]
+            if not ours.get("pairs_per_s") or not found:
+                continue
+            peer = max(found)[1]
+            theirs = figures(entry, peer, w)
+
+            lines.append(
+                f"| {size} | {w} | `{part}` | {fmt_rate(ours['pairs_per_s'])} "
+                f"| {peer.split(' (')[0]} | {fmt_rate(theirs['pairs_per_s'])} "
+                f"| **{speed_ratio(run, ours, theirs):.2f}x** "
+                f"| {both('p50_ms', '.1f', ours, theirs)} "
+                f"| {both('gpu_peak_gib', '.2f', ours, theirs)} |"
+            )
+    if not lines:
+        return []
+    return [
+        "| model | workload | run | ours_serve pairs/s | fastest other server | its pairs/s "
+        "| ours / it | one query p50 ms, ours / it | whole-GPU GiB, ours / it |",
+        "|---|---|---|---|---|---|---|---|---|",
+        *lines,
+    ]
+
+
 # README's words for each workload (core/qwen3_rerank/workloads.py makes them)
 WORKLOAD_WORDS = {
     "rag100x256": "100 documents of 256 tokens a query",
@@ -273,9 +325,6 @@ def readme_table(run: dict[str, Any], sources: list[str]) -> list[str]:
             return f"{f['p50_ms'] / 1000:.1f} s"
         return f"{fmt_rate(f['pairs_per_s'])} pairs/s"
 
-    def both(key: str, spec: str, ours: dict[str, Any], theirs: dict[str, Any]) -> str:
-        return f" {fmt(ours.get(key), spec)} / {fmt(theirs.get(key), spec)} |"
-
     head = f"| {run['device']} | ours | fastest peer with right scores | ours / it |"
     rule = "|---|---|---|---|"
     if not cpu:
@@ -288,7 +337,8 @@ def readme_table(run: dict[str, Any], sources: list[str]) -> list[str]:
             f"{speed(theirs)} | **{speed_ratio(run, ours, theirs):.2f}x** |"
         )
         if not cpu:
-            line += both("p50_ms", ".1f", ours, theirs) + both("gpu_peak_gib", ".2f", ours, theirs)
+            line += f" {both('p50_ms', '.1f', ours, theirs)} |"
+            line += f" {both('gpu_peak_gib', '.2f', ours, theirs)} |"
         lines.append(line)
     return [*lines, "", f"Made by benchmarks/report.py from `{'`, `'.join(sources)}`."]
 
@@ -353,6 +403,11 @@ def main() -> int:
     ]
     (out / "summary.md").write_text("\n".join(summary))
     print(out / "results.md", out / "summary.md")
+    servers = server_table(run)
+    if servers:
+        title = f"Our server against the others over HTTP on {run['device']}, each row one run."
+        (out / "servers.md").write_text("\n".join([title, "", *servers, ""]))
+        print(out / "servers.md")
     return 0
 
 

@@ -112,9 +112,10 @@ def test_gpu_readme_block_gives_speed_latency_and_memory_of_both(tmp_path: Path)
 
 def test_parts_of_a_run_are_named_and_a_peer_from_another_part_is_marked(tmp_path: Path) -> None:
     """A run split into parts (one device call each): the results name every part's rows,
-    commit and matmul rate, and a best peer measured in another part than ours is marked."""
+    commit and matmul rate, and a best peer measured in another part than ours is marked. Ours
+    measured again in a later part is listed as that part's, and the ratio keeps the first."""
     first = run_json("cuda", {"ours": figures(1000.0, 60.0), "vllm_best": figures(500.0, 100.0)})
-    second = run_json("cuda", {"vllm_serve": figures(800.0, 90.0)})
+    second = run_json("cuda", {"ours": figures(900.0, 70.0), "vllm_serve": figures(800.0, 90.0)})
     second["commit"], second["matmul_tflops"] = "def5678", 2.0
     paths = [tmp_path / "part1.json", tmp_path / "part2.json"]
     for path, data in zip(paths, [first, second], strict=True):
@@ -124,8 +125,27 @@ def test_parts_of_a_run_are_named_and_a_peer_from_another_part_is_marked(tmp_pat
     assert "measured in 2 runs" in results
     assert "`part1.json`: ours, vllm_best (qwen3-rerank at abc1234" in results
     assert (
-        "`part2.json`: vllm_serve (qwen3-rerank at def5678, float32 matmul 2.0 TFLOP/s)" in results
+        "`part2.json`: ours, vllm_serve (qwen3-rerank at def5678, float32 matmul 2.0 TFLOP/s)"
+        in results
     )
+    assert "| ours | 1000.0 |" in results
+    assert "| ours (part2) | 900.0 |" in results
     assert "in the same run" not in results
     summary = (tmp_path / "summary.md").read_text()
-    assert "| vllm_serve (another run) | 800.0 | **1.25x** |" in summary
+    assert "| 1000.0 | vllm_serve (another run) | 800.0 | **1.25x** |" in summary
+
+
+def test_our_server_is_compared_with_servers_of_its_own_run(tmp_path: Path) -> None:
+    """servers.md: ours_serve against the fastest other server measured in the same part, never
+    one from another part (a faster host there would make the ratio meaningless)."""
+    first = run_json("cuda", {"ours": figures(1000.0, 60.0), "vllm_serve": figures(900.0, 90.0)})
+    second = run_json(
+        "cuda", {"ours_serve": figures(800.0, 70.0), "vllm_serve": figures(400.0, 140.0)}
+    )
+    paths = [tmp_path / "part1.json", tmp_path / "part2.json"]
+    for path, data in zip(paths, [first, second], strict=True):
+        path.write_text(json.dumps(data))
+    run_report(*paths)
+    servers = (tmp_path / "servers.md").read_text()
+    assert "| 800.0 | vllm_serve | 400.0 | **2.00x** | 70.0 / 140.0 |" in servers
+    assert "900.0" not in servers
