@@ -49,7 +49,7 @@ case "$part" in
     "${bench[@]}" --sizes 0.6b --rows "$python_rows" --name gpu-part2.json
     attention
     ;;
-  3) "${bench[@]}" --sizes 4b,8b --name gpu-part3.json ;;
+  3) "${bench[@]}" --sizes 4b,8b --name gpu-part-4b-8b.json ;;
   *) echo "unknown part $part" >&2; exit 2 ;;
 esac
 parts=("$OUT"/gpu-part*.json)
