@@ -17,7 +17,8 @@ Qwen3-Reranker-0.6B's heads (16 query heads, 8 key/value heads, head size 128), 
 Every backend's TFLOP/s counts the same useful work: QK^T and PV over the visible (query, key)
 pairs of its own layout. The kernel calls come from the engine's attention module (no public API
 exposes a bare kernel); with ``--model``, the engine end to end through its public ``attention``
-option (where this commit has it): pairs/s of 1 query x the same documents. Writes
+option (where this commit has it): pairs/s of 1 query x the same documents. With ``--sweep``,
+our kernel at each launch configuration of ``SWEEP`` too (the engine fixes one). Writes
 OUT/attention.json and OUT/attention.md and prints the winner per length.
 """
 
@@ -101,6 +102,58 @@ def ours(length: int) -> dict[str, Any]:
             out[name] = {"ms": round(ms, 3), "tflops": round(flops / ms / 1e9, 1)}
         except Exception as exc:  # a kernel this GPU or build lacks: recorded, not fatal
             out[name] = {"error": f"{type(exc).__name__}: {exc}"[:300]}
+    return out
+
+
+SWEEP = {  # our kernel's launch: query rows per tile, keys per step, warps, pipeline stages
+    "tile_rows": (32, 64),
+    "key_block": (64, 128),
+    "num_warps": (4, 8),
+    "num_stages": (2, 3, 4),
+}
+
+
+def sweep(length: int) -> list[dict[str, Any]]:
+    """Our kernel at every launch configuration of :data:`SWEEP` (the engine fixes one): ms,
+    TFLOP/s and the largest difference from the engine's own configuration's output."""
+    import dataclasses
+    import itertools
+
+    from qwen3_rerank.engines.torch.attention import BACKENDS
+    from qwen3_rerank.engines.torch.kernels.tiles import LAUNCH
+    from qwen3_rerank.engines.torch.layout import pack
+    from qwen3_rerank.engines.torch.transfer import on_device
+
+    docs, dev = ROWS // length, torch.device("cuda")
+    prefix, documents, head = [[2] * QUERY_TOKENS], [(0, [3] * length)] * docs, [1] * HEAD_TOKENS
+    default = pack(prefix, documents, head)
+    rows = int(default.cu_q[-1])
+    q = torch.randn(rows, HEADS, HEAD_DIM, device=dev, dtype=torch.bfloat16)
+    k, v = (torch.randn(rows, KV_HEADS, HEAD_DIM, device=dev, dtype=torch.bfloat16) for _ in "kv")
+    flops, kernel = packed_flops(default), BACKENDS["prefix"]
+    want = kernel(q, k, v, on_device(default, dev), HEAD_DIM**-0.5).float()
+    engine_launch, out = dict(LAUNCH), []
+    try:
+        for tile_rows, key_block, warps, stages in itertools.product(*SWEEP.values()):
+            config = {"tile_rows": tile_rows, "key_block": key_block}
+            config |= {"num_warps": warps, "num_stages": stages}
+            LAUNCH.update(num_warps=warps, num_stages=stages)
+            batch = on_device(
+                dataclasses.replace(pack(prefix, documents, head, tile_rows), key_block=key_block),
+                dev,
+            )
+            try:
+                got = kernel(q, k, v, batch, HEAD_DIM**-0.5)
+                ms = median_ms(lambda batch=batch: kernel(q, k, v, batch, HEAD_DIM**-0.5))
+                diff = (got.float() - want).abs().max().item()
+                config |= {"ms": round(ms, 3), "tflops": round(flops / ms / 1e9, 1)}
+                config["max_diff"] = round(diff, 4)
+            except Exception as exc:  # e.g. more shared memory than the GPU has: recorded
+                config["error"] = f"{type(exc).__name__}: {exc}"[:200]
+            out.append(config)
+    finally:
+        LAUNCH.clear()
+        LAUNCH.update(engine_launch)
     return out
 
 
@@ -209,6 +262,9 @@ def main() -> int:
     parser.add_argument("--out", required=True)
     parser.add_argument("--model", help="also time the engine end to end per attention option")
     parser.add_argument("--lengths", default=",".join(map(str, LENGTHS)))
+    parser.add_argument(
+        "--sweep", action="store_true", help="also time our kernel at every launch in SWEEP"
+    )
     args = parser.parse_args()
     result: dict[str, Any] = {"device": torch.cuda.get_device_name(), "torch": torch.__version__}
     lines = [
@@ -232,6 +288,22 @@ def main() -> int:
             elif isinstance(figures, dict):
                 lines.append(f"| {length} | {name} | {figures.get('error', '')[:80]} | - |")
         print(f"{length} tokens: fastest {winner}", {k: v.get("tflops") for k, v in timed.items()})
+    if args.sweep:
+        lines += ["", "Our kernel per launch (the engine's: 32 rows, 64 keys, 4 warps, 3 stages):"]
+        lines += ["", "| length | rows | keys | warps | stages | ms | TFLOP/s | max diff |"]
+        lines += ["|---|---|---|---|---|---|---|---|"]
+        for length in lengths:
+            result[f"sweep_{length}"] = configs = sweep(length)
+            for c in configs:
+                launch = f"| {length} | {c['tile_rows']} | {c['key_block']} | {c['num_warps']} "
+                launch += f"| {c['num_stages']} "
+                if "error" in c:
+                    lines.append(launch + f"| {c['error'][:60]} | - | - |")
+                else:
+                    lines.append(launch + f"| {c['ms']} | {c['tflops']} | {c['max_diff']} |")
+            timed = [c for c in configs if "tflops" in c and c["max_diff"] < 2e-2]
+            best = max(timed, key=lambda c: c["tflops"]) if timed else None
+            print(f"{length} tokens: fastest launch of ours", best, flush=True)
     if args.model:
         engine = result["engine_end_to_end"] = end_to_end(args.model, lengths)
         lines += ["", "Engine end to end, 1 query x 16k tokens of documents, pairs/s:", ""]
