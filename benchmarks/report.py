@@ -33,7 +33,7 @@ def repo_path(path: Path) -> str:
         return path.name
 
 
-def merge(runs: list[dict[str, Any]], sources: list[str]) -> dict[str, Any]:
+def merge(runs: list[dict[str, Any]], files: list[str]) -> dict[str, Any]:
     """The first run, with the model sizes and rows of the others added. Each row keeps the file
     it came from (``run``), and ``parts`` lists the files: a run split into parts is measured on
     several machines of one kind, at the commits each part names. A row measured again in a
@@ -42,7 +42,7 @@ def merge(runs: list[dict[str, Any]], sources: list[str]) -> dict[str, Any]:
     merged = json.loads(json.dumps(runs[0]))
     merged["models"] = {}
     merged["parts"] = []
-    for run, source in zip(runs, sources, strict=True):
+    for run, source in zip(runs, files, strict=True):
         for size, entry in run["models"].items():
             mine = merged["models"].setdefault(size, {**entry, "rows": {}})["rows"]
             for name, row in entry["rows"].items():
@@ -59,6 +59,11 @@ def merge(runs: list[dict[str, Any]], sources: list[str]) -> dict[str, Any]:
             }
         )
     return merged
+
+
+def sources(run: dict[str, Any]) -> list[str]:
+    """The JSON files the run was merged from."""
+    return [part["source"] for part in run["parts"]]
 
 
 def figures(entry: dict[str, Any], row: str, workload: str) -> dict[str, Any]:
@@ -132,7 +137,7 @@ def timing(run: dict[str, Any]) -> str:
     )
 
 
-def header(run: dict[str, Any], sources: list[str]) -> list[str]:
+def header(run: dict[str, Any]) -> list[str]:
     versions = ", ".join(f"{k} {v}" for k, v in run["versions"].items() if v)
     parts = run["parts"]
     if len(parts) == 1:
@@ -155,7 +160,7 @@ def header(run: dict[str, Any], sources: list[str]) -> list[str]:
         f"Device: **{run['device']}**; host CPU {run['cpu']}, {run['cpu_cores']} cores, "
         f"{run['ram_gib']} GiB RAM. {versions}; {where}",
         "",
-        f"Each number comes from {', '.join(f'`{s}`' for s in sources)} "
+        f"Each number comes from {', '.join(f'`{s}`' for s in sources(run))} "
         "(benchmarks/bench.py; tables by benchmarks/report.py). Random weights with the real "
         f"configs and tokenizer. {timing(run)} "
         "Accuracy: max |score - fp32 reference| over the warm-up's pairs and the lowest "
@@ -315,7 +320,7 @@ WORKLOAD_WORDS = {
 }
 
 
-def readme_table(run: dict[str, Any], sources: list[str]) -> list[str]:
+def readme_table(run: dict[str, Any]) -> list[str]:
     """README's short table: ours against the best peer of each workload; on a GPU also one
     query's p50 and the whole-GPU memory of both."""
     cpu = run["device_kind"] == "cpu"
@@ -340,7 +345,7 @@ def readme_table(run: dict[str, Any], sources: list[str]) -> list[str]:
             line += f" {both('p50_ms', '.1f', ours, theirs)} |"
             line += f" {both('gpu_peak_gib', '.2f', ours, theirs)} |"
         lines.append(line)
-    return [*lines, "", f"Made by benchmarks/report.py from `{'`, `'.join(sources)}`."]
+    return [*lines, "", f"Made by benchmarks/report.py from `{'`, `'.join(sources(run))}`."]
 
 
 def splice(text: str, key: str, lines: list[str]) -> str:
@@ -367,18 +372,17 @@ def main() -> int:
         help="also fill this file's <!-- report.py cpu|cuda --> block with the short table",
     )
     args = parser.parse_args()
-    sources = [repo_path(p) for p in args.json]
-    run = merge([json.loads(p.read_text()) for p in args.json], sources)
+    run = merge([json.loads(p.read_text()) for p in args.json], [repo_path(p) for p in args.json])
     out = args.out or args.json[0].parent
     title = f"# Benchmark on {run['device']}"
     if args.readme:
-        filled = splice(args.readme.read_text(), run["device_kind"], readme_table(run, sources))
+        filled = splice(args.readme.read_text(), run["device_kind"], readme_table(run))
         args.readme.write_text(filled)
     if run["device_kind"] == "cpu":
         text = [
             title,
             "",
-            *header(run, sources),
+            *header(run),
             "### Ours against the best peer",
             "",
             *summary_table(run),
@@ -390,13 +394,11 @@ def main() -> int:
         (out / "cpu.md").write_text("\n".join(text))
         print(out / "cpu.md")
         return 0
-    (out / "results.md").write_text(
-        "\n".join([title, "", *header(run, sources), *full_tables(run)])
-    )
+    (out / "results.md").write_text("\n".join([title, "", *header(run), *full_tables(run)]))
     summary = [
         f"qwen3-rerank against the best peer of each workload on {run['device']} "
         f"({'same run' if len(run['parts']) == 1 else 'a peer from another run is marked'}; "
-        f"source: {', '.join(sources)}; all rows: results.md).",
+        f"source: {', '.join(sources(run))}; all rows: results.md).",
         "",
         *summary_table(run),
         "",
