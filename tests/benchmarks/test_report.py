@@ -45,6 +45,14 @@ def run_report(*args: Path | str) -> None:
     subprocess.run([sys.executable, str(REPORT), *map(str, args)], check=True, capture_output=True)
 
 
+def report_parts(tmp_path: Path, *parts: dict[str, Any]) -> None:
+    """report.py over the parts of one run, written as part1.json, part2.json, ..."""
+    paths = [tmp_path / f"part{i}.json" for i in range(1, len(parts) + 1)]
+    for path, data in zip(paths, parts, strict=True):
+        path.write_text(json.dumps(data))
+    run_report(*paths)
+
+
 def report(tmp_path: Path, data: dict[str, Any], name: str) -> str:
     path = tmp_path / name
     path.write_text(json.dumps(data))
@@ -117,10 +125,7 @@ def test_parts_of_a_run_are_named_and_a_peer_from_another_part_is_marked(tmp_pat
     first = run_json("cuda", {"ours": figures(1000.0, 60.0), "vllm_best": figures(500.0, 100.0)})
     second = run_json("cuda", {"ours": figures(900.0, 70.0), "vllm_serve": figures(800.0, 90.0)})
     second["commit"], second["matmul_tflops"] = "def5678", 2.0
-    paths = [tmp_path / "part1.json", tmp_path / "part2.json"]
-    for path, data in zip(paths, [first, second], strict=True):
-        path.write_text(json.dumps(data))
-    run_report(*paths)
+    report_parts(tmp_path, first, second)
     results = (tmp_path / "results.md").read_text()
     assert "measured in 2 runs" in results
     assert "`part1.json`: ours, vllm_best (qwen3-rerank at abc1234" in results
@@ -142,10 +147,7 @@ def test_our_server_is_compared_with_servers_of_its_own_run(tmp_path: Path) -> N
     second = run_json(
         "cuda", {"ours_serve": figures(800.0, 70.0), "vllm_serve": figures(400.0, 140.0)}
     )
-    paths = [tmp_path / "part1.json", tmp_path / "part2.json"]
-    for path, data in zip(paths, [first, second], strict=True):
-        path.write_text(json.dumps(data))
-    run_report(*paths)
+    report_parts(tmp_path, first, second)
     servers = (tmp_path / "servers.md").read_text()
     assert "| 800.0 | vllm_serve | 400.0 | **2.00x** | 70.0 / 140.0 |" in servers
     assert "900.0" not in servers
