@@ -17,6 +17,7 @@ import torch
 
 from qwen3_rerank import ConfigurationError, EngineError, ModelLoadError, Reranker
 from tests.core.engine_contract import DOCUMENTS, QUERY, EngineContract
+from tests.core.os_threads import wait_until_os_thread_ends
 
 
 class TestTorchEngineContract(EngineContract):
@@ -163,17 +164,22 @@ def test_an_engine_thread_hands_its_graph_state_back_when_it_ends() -> None:
     from qwen3_rerank.engines.torch.compat import own_cudagraph_trees
 
     names = ("tree_manager_containers", "tree_manager_locks")
-    kept: list[object] = [{}]  # the yardstick: held the same way, never in the thread
+    # Each object held three times, so that one reference too few shows as a lower count
+    # instead of freeing it (its memory reused, its count would mean nothing); the first is
+    # the yardstick, held the same way and never in the thread.
+    kept: list[object] = [{}] * 3
 
     def engine_thread() -> None:
         own_cudagraph_trees()
-        kept.extend(trees.get_obj(trees.local, name) for name in names)
+        for name in names:
+            kept.extend([trees.get_obj(trees.local, name)] * 3)
 
     thread = threading.Thread(target=engine_thread)
     thread.start()
     thread.join()
+    wait_until_os_thread_ends(thread)
     gc.collect()
-    counts = [sys.getrefcount(obj) for obj in kept]
+    counts = [sys.getrefcount(obj) for obj in kept[::3]]
     assert len(counts) == 3
     assert counts[1:] == [counts[0]] * 2
 
@@ -194,6 +200,8 @@ def test_engine_threads_hand_graph_state_back_on_a_torch_whose_slot_takes_no_ref
         import collections, ctypes, gc, sys, threading
         import torch
 
+        from tests.core.os_threads import wait_until_os_thread_ends
+
         real = torch._C._stash_obj_in_tls
 
         def takes_no_reference(name, obj):
@@ -204,23 +212,30 @@ def test_engine_threads_hand_graph_state_back_on_a_torch_whose_slot_takes_no_ref
         from qwen3_rerank.engines.torch.compat import own_cudagraph_trees
 
         assert "torch._inductor.cudagraph_trees" not in sys.modules
-        kept = [{}, collections.defaultdict(threading.Lock)]  # the yardsticks
+        # each held three times: one reference too few lowers its count without freeing it
+        kept = [{}] * 3 + [collections.defaultdict(threading.Lock)] * 3  # the yardsticks
 
         def engine_thread():
             own_cudagraph_trees()
             from torch._inductor import cudagraph_trees as trees
-            kept.extend([trees.local.tree_manager_containers, trees.local.tree_manager_locks])
+            kept.extend([trees.local.tree_manager_containers] * 3)
+            kept.extend([trees.local.tree_manager_locks] * 3)
 
         for _ in range(2):
             thread = threading.Thread(target=engine_thread)
             thread.start()
             thread.join()
+            wait_until_os_thread_ends(thread)
         gc.collect()
-        print([sys.getrefcount(obj) for obj in kept])
+        print([sys.getrefcount(obj) for obj in kept[::3]])
         """
     )
     done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).resolve().parents[2],  # where `tests` imports from
     )
     assert done.returncode == 0, done.stderr[-2000:]
     counts = json.loads(done.stdout.strip().splitlines()[-1])
