@@ -61,6 +61,11 @@ def merge(runs: list[dict[str, Any]], files: list[str]) -> dict[str, Any]:
     return merged
 
 
+def measured_as(row: str) -> str:
+    """The bench row a merged row is: its name without the part :func:`merge` may add."""
+    return row.split(" (")[0]
+
+
 def sources(run: dict[str, Any]) -> list[str]:
     """The JSON files the run was merged from."""
     return [part["source"] for part in run["parts"]]
@@ -277,7 +282,7 @@ def server_table(run: dict[str, Any]) -> list[str]:
         servers = [
             row
             for row in rows
-            if row != SERVER and row.split(" (")[0].endswith("_serve") and rows[row]["run"] == part
+            if row != SERVER and measured_as(row).endswith("_serve") and rows[row]["run"] == part
         ]
         for w in measured(run, entry):
             ours = figures(entry, SERVER, w)
@@ -291,10 +296,9 @@ def server_table(run: dict[str, Any]) -> list[str]:
                 continue
             peer = max(found)[1]
             theirs = figures(entry, peer, w)
-
             lines.append(
                 f"| {size} | {w} | `{part}` | {fmt_rate(ours['pairs_per_s'])} "
-                f"| {peer.split(' (')[0]} | {fmt_rate(theirs['pairs_per_s'])} "
+                f"| {measured_as(peer)} | {fmt_rate(theirs['pairs_per_s'])} "
                 f"| **{speed_ratio(run, ours, theirs):.2f}x** "
                 f"| {both('p50_ms', '.1f', ours, theirs)} "
                 f"| {both('gpu_peak_gib', '.2f', ours, theirs)} |"
