@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -84,12 +84,18 @@ def is_peer(row: str) -> bool:
     return not row.startswith(OURS) and row not in NOT_PEERS
 
 
-def best_peer(entry: dict[str, Any], workload: str, key: str = "pairs_per_s") -> str | None:
-    """The peer with the highest ``key`` (lowest for latency) among correct rows."""
+def best_peer(
+    entry: dict[str, Any],
+    workload: str,
+    key: str = "pairs_per_s",
+    among: Iterable[str] | None = None,
+) -> str | None:
+    """The peer with the highest ``key`` (lowest for latency) among correct rows (of ``among``
+    where given)."""
     lower = key == "p50_ms"
     found = [
         (f[key], row)
-        for row in entry["rows"]
+        for row in (entry["rows"] if among is None else among)
         if is_peer(row)
         for f in [figures(entry, row, workload)]
         if f.get(key) and f.get("scores_ok", True)
@@ -279,22 +285,11 @@ def server_table(run: dict[str, Any]) -> list[str]:
         if SERVER not in rows:
             continue
         part = rows[SERVER]["run"]
-        servers = [
-            row
-            for row in rows
-            if row != SERVER and measured_as(row).endswith("_serve") and rows[row]["run"] == part
-        ]
+        servers = [r for r in rows if measured_as(r).endswith("_serve") and rows[r]["run"] == part]
         for w in measured(run, entry):
-            ours = figures(entry, SERVER, w)
-            found = [
-                (f["pairs_per_s"], row)
-                for row in servers
-                for f in [figures(entry, row, w)]
-                if f.get("pairs_per_s") and f.get("scores_ok", True)
-            ]
-            if not ours.get("pairs_per_s") or not found:
+            ours, peer = figures(entry, SERVER, w), best_peer(entry, w, among=servers)
+            if not ours.get("pairs_per_s") or peer is None:
                 continue
-            peer = max(found)[1]
             theirs = figures(entry, peer, w)
             lines.append(
                 f"| {size} | {w} | `{part}` | {fmt_rate(ours['pairs_per_s'])} "
