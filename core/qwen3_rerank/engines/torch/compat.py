@@ -44,18 +44,23 @@ def own_cudagraph_trees() -> None:
     from torch._inductor import cudagraph_trees as trees
 
     names = ("tree_manager_containers", "tree_manager_locks")
-    if imported_here and not _stash_takes_reference():
-        # The import stashed its state in this thread's slot, which took no reference to it.
+    if imported_here:  # the import stashed its state in this thread's slot
         for name in names:
-            ctypes.pythonapi.Py_IncRef(ctypes.py_object(getattr(trees.local, name)))
+            _add_reference_the_slot_did_not_take(getattr(trees.local, name))
     if not torch._C._is_key_in_tls(names[0]):
         trees.local.tree_manager_containers = {}
         trees.local.tree_manager_locks = collections.defaultdict(threading.Lock)
         for name in names:
             obj = getattr(trees.local, name)
             torch._C._stash_obj_in_tls(name, obj)
-            if not _stash_takes_reference():
-                ctypes.pythonapi.Py_IncRef(ctypes.py_object(obj))
+            _add_reference_the_slot_did_not_take(obj)
+
+
+def _add_reference_the_slot_did_not_take(obj: object) -> None:
+    """Balances ``obj``'s stash in torch's native thread-local slot, which releases a reference
+    when the thread ends, on torch versions whose slot took none."""
+    if not _stash_takes_reference():
+        ctypes.pythonapi.Py_IncRef(ctypes.py_object(obj))
 
 
 @functools.cache
