@@ -67,14 +67,19 @@ def test_prefix_attention_tiles() -> None:
     assert batch.final().tiles is batch.final_tiles
 
 
-def test_batches_of_long_documents_step_through_64_keys() -> None:
+def test_batches_of_long_documents_take_64_row_tiles_and_step_through_64_keys() -> None:
     short = pack([[1] * 20], [(0, [2] * 268)] * 25)
     long = pack([[1] * 20], [(0, [2] * 4062)] * 2)
     mixed = pack([[1] * 20], [(0, [2] * 4062), *[(0, [2] * 100)] * 40])  # work: mostly long
     assert (short.key_block, long.key_block, mixed.key_block) == (32, 64, 64)
-    edge = [pack([[1]], [(0, [2] * n)] * 9).key_block for n in (511, 512)]
-    assert edge == [32, 64]
+    assert (short.tile_rows, long.tile_rows, mixed.tile_rows) == (32, 64, 64)
+    edge = [pack([[1]], [(0, [2] * n)] * 9) for n in (511, 512)]
+    assert [(b.tile_rows, b.key_block) for b in edge] == [(32, 32), (64, 64)]
     assert long.final().key_block == 64
+    # a document of 4062 rows in 64-row tiles: 64 tiles, the last one of 30 rows
+    doc_tiles = long.tiles[long.tiles[:, 3] == int(long.last[0]) - 4061]
+    assert len(doc_tiles) == 64
+    assert int(doc_tiles[-1, 1] - doc_tiles[-1, 0]) == 30
 
 
 # Without CUDA, Triton's interpreter runs the kernel on the CPU (tests/conftest.py); fp32 there,
@@ -85,22 +90,26 @@ KERNEL_DTYPES = [torch.float16, torch.bfloat16] if CUDA else [torch.float32, tor
 
 @pytest.mark.parametrize("rope_q", [False, True], ids=["q-ready", "q-normed-in-kernel"])
 @pytest.mark.parametrize(
-    ("head", "key_block"), [([], 32), ([9] * 5, 32), ([9] * 5, 64)], ids=["", "head", "head-64"]
+    ("head", "tile_rows", "key_block"),
+    [([], 32, 32), ([9] * 5, 32, 32), ([9] * 5, 32, 64), ([9] * 5, 64, 64)],
+    ids=["", "head", "head-64-keys", "head-64-rows-64-keys"],
 )
 @pytest.mark.parametrize("dtype", KERNEL_DTYPES)
 def test_prefix_attention_kernel_equals_the_per_sequence_loop(
-    head: list[int], key_block: int, dtype: torch.dtype, rope_q: bool
+    head: list[int], tile_rows: int, key_block: int, dtype: torch.dtype, rope_q: bool
 ) -> None:
     """The Triton kernel reads the packed rows in place and matches the reference on every
     layer shape: several queries, documents longer than a tile, and the last layer's one row
-    per document, stepping through keys 32 or 64 at a time. With ``rope_q`` it gets the raw q
-    projection and applies the q-norm and RoPE (at each row's own position) itself."""
+    per document, in tiles of 32 or 64 rows, stepping through keys 32 or 64 at a time (64:
+    the context, then whole blocks unmasked, then the causal edge). With ``rope_q`` it gets
+    the raw q projection and applies the q-norm and RoPE (at each row's own position) itself."""
     pytest.importorskip("triton")
     device = torch.device("cuda" if CUDA else "cpu")
     gen = torch.Generator().manual_seed(0)
     prefixes = [[1] * 7, [2] * 3, [3] * 11]
     docs = [(i % 3, [4] * (1 + (37 * i) % 150)) for i in range(7)]
-    batch = on_device(dataclasses.replace(pack(prefixes, docs, head), key_block=key_block), device)
+    packed = pack(prefixes, docs, head, tile_rows=tile_rows)
+    batch = on_device(dataclasses.replace(packed, key_block=key_block), device)
     rows = int(batch.cu_q[-1])
     q, k, v = (torch.randn(rows, h, 16, generator=gen).to(device, dtype) for h in (4, 2, 2))
     weight = (1 + torch.rand(16, generator=gen)).to(device, dtype)

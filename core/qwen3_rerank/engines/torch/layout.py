@@ -22,6 +22,7 @@ from .kernels.tiles import (
     KEY_BLOCK,
     final_tile_table,
     key_block,
+    query_block,
     tile_table,
 )
 
@@ -76,7 +77,7 @@ def pack(
     prefixes: Sequence[Sequence[int]],
     documents: Sequence[tuple[int, Sequence[int]]],
     head: Sequence[int] = (),
-    tile_rows: int = BLOCK_M,
+    tile_rows: int | None = None,
 ) -> PackedBatch:
     """Lays out the shared head, the prefixes and the documents end to end.
 
@@ -85,7 +86,8 @@ def pack(
         documents: ``(prefix index, token ids)`` of each document (document part + suffix).
         head: Token ids that start every prefix (the template's system part): laid out once
             for the whole batch, and every prefix and document attends to them.
-        tile_rows: Query rows per tile of the prefix attention kernel.
+        tile_rows: Query rows per tile of the prefix attention kernel (default: as
+            :func:`.kernels.tiles.query_block` chooses for the documents' lengths).
     """
     h = len(head)
     p_len = np.array([len(p) for p in prefixes], dtype=np.int64)
@@ -123,6 +125,7 @@ def pack(
     ctx[docs_from:, 2] = p_start[d_query]
     ctx[docs_from:, 3] = p_start[d_query] + p_len[d_query]
     cu_q = np.concatenate(([0], np.cumsum(q_lens))).astype(np.int32)  # each sequence's start
+    rows = query_block(d_len) if tile_rows is None else tile_rows
     return PackedBatch(
         tokens=torch.from_numpy(tokens),
         positions=torch.from_numpy(positions),
@@ -134,8 +137,8 @@ def pack(
         last=torch.from_numpy(d_start + d_len - 1),
         docs_keys_from=int(k_lens[:docs_from].sum()),
         docs_max_k=int(k_lens[docs_from:].max(initial=0)),
-        tiles=torch.from_numpy(tile_table(cu_q[:-1], q_lens, ctx, tile_rows)),
-        tile_rows=tile_rows,
+        tiles=torch.from_numpy(tile_table(cu_q[:-1], q_lens, ctx, rows)),
+        tile_rows=rows,
         key_block=key_block(d_len),
         final_tiles=torch.from_numpy(
             final_tile_table(d_start + d_len - 1, d_start, ctx[docs_from:])

@@ -18,7 +18,7 @@ import math
 import torch
 
 from .scaffold import register, tl, triton
-from .tiles import BLOCK_M, KEY_BLOCK, LAUNCH, LONG_KEY_BLOCK
+from .tiles import BLOCK_M, KEY_BLOCK, LAUNCH, LONG_KEY_BLOCK, num_warps
 
 __all__ = ["prefix_attention"]
 
@@ -45,14 +45,16 @@ if triton is not None:
         scale_log2,
         HEAD_DIM: tl.constexpr,
         BLOCK_N: tl.constexpr,
-        CAUSAL: tl.constexpr,
+        MASK: tl.constexpr,
     ):
         """Online softmax over the key blocks of both context ranges, then of the tile's own
         keys ``[own, own_end)``, all in one loop, so that loads are pipelined across the
-        ranges. Keys past a range's end are hidden from every row; with CAUSAL, so is a key
-        after a row's own key row (``key_row``; context keys lie before ``own``, so this only
-        hides own keys). Without it, the hidden keys cost a per-key bias added with the scale
-        (one FMA) rather than a 2-D mask. ``K`` and ``V`` point at the key/value head."""
+        ranges. ``MASK`` says what each block hides: ``"causal"``, keys past a range's end and
+        keys after a row's own key row (``key_row``; context keys lie before ``own``, so this
+        only hides own keys); ``"ends"``, keys past a range's end only, at the cost of a
+        per-key bias added with the scale (one FMA) rather than a 2-D mask; ``"none"``,
+        nothing, for whole blocks every row sees, loaded without masks.
+        ``K`` and ``V`` point at the key/value head."""
         n = tl.arange(0, BLOCK_N)
         d = tl.arange(0, HEAD_DIM)
         n0 = tl.cdiv(ctx0_end - ctx0_start, BLOCK_N)
@@ -67,27 +69,30 @@ if triton is not None:
             )
             keys = start + n
             inside = keys < tl.where(in0, ctx0_end, tl.where(in1, ctx1_end, own_end))
-            k = tl.load(
-                K + keys[:, None] * stride_kt + d[None, :],
-                mask=inside[:, None],
-                other=0.0,
-            )
-            if CAUSAL:
-                seen = inside[None, :] & (keys[None, :] <= key_row[:, None])
-                s = tl.where(seen, tl.dot(q, tl.trans(k)) * scale_log2, float("-inf"))
+            if MASK == "none":
+                k = tl.load(K + keys[:, None] * stride_kt + d[None, :])
+                s = tl.dot(q, tl.trans(k)) * scale_log2
             else:
-                bias = tl.where(inside, 0.0, float("-inf"))
-                s = tl.dot(q, tl.trans(k)) * scale_log2 + bias[None, :]
+                k = tl.load(
+                    K + keys[:, None] * stride_kt + d[None, :], mask=inside[:, None], other=0.0
+                )
+                if MASK == "causal":
+                    seen = inside[None, :] & (keys[None, :] <= key_row[:, None])
+                    s = tl.where(seen, tl.dot(q, tl.trans(k)) * scale_log2, float("-inf"))
+                else:
+                    bias = tl.where(inside, 0.0, float("-inf"))
+                    s = tl.dot(q, tl.trans(k)) * scale_log2 + bias[None, :]
             m_new = tl.maximum(m_i, tl.max(s, 1))
             m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
             p = tl.math.exp2(s - m_safe[:, None])
             alpha = tl.math.exp2(m_i - m_safe)
             l_i = l_i * alpha + tl.sum(p, 1)
-            v = tl.load(
-                V + keys[:, None] * stride_vt + d[None, :],
-                mask=inside[:, None],
-                other=0.0,
-            )
+            if MASK == "none":
+                v = tl.load(V + keys[:, None] * stride_vt + d[None, :])
+            else:
+                v = tl.load(
+                    V + keys[:, None] * stride_vt + d[None, :], mask=inside[:, None], other=0.0
+                )
             acc = tl.dot(p.to(v.dtype), v, acc * alpha[:, None])
             m_i = m_new
         return acc, m_i, l_i
@@ -199,33 +204,54 @@ if triton is not None:
         edge_end = diag + (q_end - q_start)
         K_head = K + kv_head * stride_kh
         V_head = V + kv_head * stride_vh
-        # Short documents: a tile's few key blocks all in one masked loop. Long ones: the
-        # blocks every row of the tile sees whole, unmasked, then the causal edge.
-        own_end = edge_end
-        if not MASK_EVERY_BLOCK:
-            own_end = own + (diag + 1 - own) // BLOCK_N * BLOCK_N
-        acc, m_i, l_i = _attend(
-            acc,
-            m_i,
-            l_i,
-            q,
-            K_head,
-            V_head,
-            ctx0_start,
-            ctx0_end,
-            ctx1_start,
-            ctx1_end,
-            own,
-            own_end,
-            key_row,
-            stride_kt,
-            stride_vt,
-            scale_log2,
-            HEAD_DIM,
-            BLOCK_N,
-            MASK_EVERY_BLOCK,
-        )
-        if not MASK_EVERY_BLOCK:
+        # Short documents: a tile's few key blocks all in one causal loop. Long ones: the
+        # context ranges, then the blocks of its own keys every row of the tile sees, whole
+        # and without masks, then the causal edge.
+        if MASK_EVERY_BLOCK:
+            acc, m_i, l_i = _attend(
+                acc,
+                m_i,
+                l_i,
+                q,
+                K_head,
+                V_head,
+                ctx0_start,
+                ctx0_end,
+                ctx1_start,
+                ctx1_end,
+                own,
+                edge_end,
+                key_row,
+                stride_kt,
+                stride_vt,
+                scale_log2,
+                HEAD_DIM,
+                BLOCK_N,
+                "causal",
+            )
+        else:
+            whole_end = own + (diag + 1 - own) // BLOCK_N * BLOCK_N
+            acc, m_i, l_i = _attend(
+                acc,
+                m_i,
+                l_i,
+                q,
+                K_head,
+                V_head,
+                ctx0_start,
+                ctx0_end,
+                ctx1_start,
+                ctx1_end,
+                own,
+                own,
+                key_row,
+                stride_kt,
+                stride_vt,
+                scale_log2,
+                HEAD_DIM,
+                BLOCK_N,
+                "ends",
+            )
             acc, m_i, l_i = _attend(
                 acc,
                 m_i,
@@ -237,7 +263,28 @@ if triton is not None:
                 0,
                 0,
                 0,
-                own_end,
+                own,
+                whole_end,
+                key_row,
+                stride_kt,
+                stride_vt,
+                scale_log2,
+                HEAD_DIM,
+                BLOCK_N,
+                "none",
+            )
+            acc, m_i, l_i = _attend(
+                acc,
+                m_i,
+                l_i,
+                q,
+                K_head,
+                V_head,
+                0,
+                0,
+                0,
+                0,
+                whole_end,
                 edge_end,
                 key_row,
                 stride_kt,
@@ -245,7 +292,7 @@ if triton is not None:
                 scale_log2,
                 HEAD_DIM,
                 BLOCK_N,
-                True,
+                "causal",
             )
         out = acc / l_i[:, None]
         tl.store(
@@ -328,7 +375,7 @@ def _launch(
         BLOCK_N=block_n,
         ROPE_Q=rope,
         MASK_EVERY_BLOCK=block_n < LONG_KEY_BLOCK,
-        num_warps=LAUNCH["num_warps"],
+        num_warps=num_warps(block_m * group),
         num_stages=LAUNCH["num_stages"],
     )
     return out

@@ -17,18 +17,22 @@ __all__ = [
     "BLOCK_M",
     "FINAL_BLOCK_M",
     "KEY_BLOCK",
+    "LONG_BLOCK_M",
     "LONG_KEY_BLOCK",
     "final_tile_table",
     "key_block",
+    "num_warps",
+    "query_block",
     "tile_table",
 ]
 
 BLOCK_M = 32  # query rows per tile (times the 2 heads sharing a key/value head)
 KEY_BLOCK = 32  # keys per step for short documents: every block in one masked loop
-LAUNCH = {"num_warps": 4, "num_stages": 3}
 FINAL_BLOCK_M = 8  # the last layer reads one row per document: one small tile each
+LONG_BLOCK_M = 64  # query rows per tile for long documents
 LONG_KEY_BLOCK = 64  # keys per step for long documents: whole blocks unmasked, then the edge
 LONG_DOCUMENTS = 512  # tokens: a batch's mean document length, weighted by length
+LAUNCH = {"rows_per_warp": 16, "num_stages": 3}  # rows: query rows times heads
 FIELDS = 8
 
 
@@ -74,12 +78,29 @@ def final_tile_table(
     return table
 
 
+def is_long(lengths: np.ndarray[Any, Any]) -> bool:
+    """Whether a batch's documents of these lengths are long: their mean length, each
+    weighted by its own length (as the attention work grows with it), is at least
+    :data:`LONG_DOCUMENTS`."""
+    n = lengths.astype(np.float64)
+    return bool(n.sum() > 0) and float((n * n).sum() / n.sum()) >= LONG_DOCUMENTS
+
+
 def key_block(lengths: np.ndarray[Any, Any]) -> int:
     """Keys per step for a batch of documents of these lengths: :data:`LONG_KEY_BLOCK` when
-    they are long, else :data:`KEY_BLOCK`. Long: their mean length, each weighted by its own
-    length (as the attention work grows with it), is at least :data:`LONG_DOCUMENTS`. The
-    key block also sets the kernel's loop: every block masked with :data:`KEY_BLOCK`, the
-    whole blocks unmasked with :data:`LONG_KEY_BLOCK`."""
-    n = lengths.astype(np.float64)
-    weighted = float((n * n).sum() / n.sum()) if n.sum() > 0 else 0.0
-    return LONG_KEY_BLOCK if weighted >= LONG_DOCUMENTS else KEY_BLOCK
+    they are long (:func:`is_long`), else :data:`KEY_BLOCK`. The key block also sets the
+    kernel's loop: every block masked with :data:`KEY_BLOCK`, the whole blocks unmasked with
+    :data:`LONG_KEY_BLOCK`."""
+    return LONG_KEY_BLOCK if is_long(lengths) else KEY_BLOCK
+
+
+def query_block(lengths: np.ndarray[Any, Any]) -> int:
+    """Query rows per tile for a batch of documents of these lengths: :data:`LONG_BLOCK_M`
+    when they are long (:func:`is_long`), else :data:`BLOCK_M`."""
+    return LONG_BLOCK_M if is_long(lengths) else BLOCK_M
+
+
+def num_warps(rows: int) -> int:
+    """Warps for a tile of ``rows`` query rows times heads: one per ``LAUNCH["rows_per_warp"]``
+    rows, and at least a warp group of 4 (Hopper's matrix instructions run on one)."""
+    return max(4, rows // LAUNCH["rows_per_warp"])
