@@ -16,7 +16,9 @@ Memory: whole-GPU use polled with nvidia-smi every 50 ms (GPU), torch's peak all
 dense FLOPs of the workload by its time and by the matmul rate measured at the start of the run
 (bf16 on a GPU, float32 on a CPU). Accuracy: each row's warm-up scores against the
 ``reference_fp32`` row's (the card's math in float32); a row off by more than
-``SCORE_TOLERANCE`` is flagged wrong. Writes OUT/JSON_NAME; benchmarks/report.py makes the tables.
+``SCORE_TOLERANCE`` is flagged wrong. Writes OUT/JSON_NAME; benchmarks/report.py makes the
+tables. The JSON names the commit git's HEAD is at, or ``BENCH_COMMIT`` where that is not the
+code run (a copied working tree with older git metadata, as on this workplace's GPU machine).
 """
 
 from __future__ import annotations
@@ -181,10 +183,11 @@ def run_child(args: argparse.Namespace) -> None:
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     result["peak_rss_gib"] = round(max(own, children) / 2**20, 3)  # KiB on Linux
+    # written before closing: a peer that crashes while shutting down (vLLM has) keeps them
+    Path(args.child_out).write_text(json.dumps(result))
     row.close()
     if gpu:
         gpu.close()
-    Path(args.child_out).write_text(json.dumps(result))
 
 
 def matmul_tflops(device: str) -> float:
@@ -237,6 +240,7 @@ def machine(device: str) -> dict[str, Any]:
     commit = subprocess.run(
         ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
     ).stdout.strip()
+    commit = os.environ.get("BENCH_COMMIT", commit)
     return {
         "device": torch.cuda.get_device_name() if device != "cpu" else f"CPU: {model}",
         "cpu": model,
@@ -295,6 +299,7 @@ def run_row(
     cmd += ["--workloads", ",".join(workloads), "--passes", str(args.passes)]
     cmd += ["--latency-queries", str(args.latency_queries), "--child-out", str(child_out)]
     cmd += ["--modes", args.modes]
+    child_out.unlink(missing_ok=True)  # a run cut short may have left one
     log = out / "logs" / f"{model.name}-{row}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("w") as output:
@@ -305,10 +310,13 @@ def run_row(
             stderr=subprocess.STDOUT,
         )
     said = log.read_text(errors="replace").strip().splitlines()
-    if proc.returncode != 0 or not child_out.exists():
-        return {"error": f"exit code {proc.returncode}: " + " | ".join(said[-3:])[-600:]}
+    last_words = f"exit code {proc.returncode}: " + " | ".join(said[-3:])[-600:]
+    if not child_out.exists():
+        return {"error": last_words}
     result: dict[str, Any] = json.loads(child_out.read_text())
     child_out.unlink()
+    if proc.returncode != 0:  # after every figure was written: they stand, the exit is noted
+        result["exit_after_results"] = last_words
     return result
 
 
