@@ -202,10 +202,8 @@ def full_tables(run: dict[str, Any]) -> list[str]:
                     continue  # the yardstick: scores only, its diffs are in the other rows
                 if not f or "pairs_per_s" not in f:
                     why = f.get("error") or got.get("error") or "not run"
-                    lines.append(
-                        f"| {row} | {why[:120].replace('|', '/')} |"
-                        + " |" * (12 if not cpu else 11)
-                    )
+                    why = why[:120].replace("|", "/").replace("`", "'")  # a log line, as code
+                    lines.append(f"| {row} | `{why}` |" + " |" * (12 if not cpu else 11))
                     continue
                 pps = f["pairs_per_s"]
                 ratio = speed_ratio(run, f, peer_f) if peer_f and row != peer else None
