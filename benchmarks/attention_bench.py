@@ -191,10 +191,10 @@ def cudnn_gathered(length: int) -> dict[str, Any]:
     return result
 
 
-SWEEP = {  # our kernel's launch: query rows per tile, keys per step, query rows (times heads)
-    "tile_rows": (32, 64),  # per warp (at least 4 warps), pipeline stages
+SWEEP = {  # our kernel's launch: query rows per tile, keys per step, warps, pipeline stages
+    "tile_rows": (32, 64),
     "key_block": (64, 128),
-    "rows_per_warp": (8, 16, 32),
+    "num_warps": (4, 8),
     "num_stages": (2, 3, 4),
 }
 
@@ -220,11 +220,10 @@ def sweep(length: int) -> list[dict[str, Any]]:
     want = kernel(q, k, v, on_device(default, dev), HEAD_DIM**-0.5).float()
     engine_launch, out = dict(LAUNCH), []
     try:
-        for tile_rows, key_block, per_warp, stages in itertools.product(*SWEEP.values()):
+        for tile_rows, key_block, warps, stages in itertools.product(*SWEEP.values()):
             config = {"tile_rows": tile_rows, "key_block": key_block}
-            config |= {"num_warps": max(4, tile_rows * HEADS // KV_HEADS // per_warp)}
-            config["num_stages"] = stages
-            LAUNCH.update(rows_per_warp=per_warp, num_stages=stages)
+            config |= {"num_warps": warps, "num_stages": stages}
+            LAUNCH.update(warps=warps, long_warps=warps, num_stages=stages)
             batch = on_device(
                 dataclasses.replace(pack(prefix, documents, head, tile_rows), key_block=key_block),
                 dev,

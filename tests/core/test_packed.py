@@ -14,6 +14,7 @@ from qwen3_rerank.engines.torch.kernels.gated_mlp import fits as gated_mlp_fits
 from qwen3_rerank.engines.torch.kernels.gated_mlp import gated_mlp
 from qwen3_rerank.engines.torch.kernels.gated_mlp import launch as gated_mlp_launch
 from qwen3_rerank.engines.torch.kernels.prefix_attention import prefix_attention
+from qwen3_rerank.engines.torch.kernels.tiles import num_warps
 from qwen3_rerank.engines.torch.layout import pack
 from qwen3_rerank.engines.torch.model import PackedQwen3
 from qwen3_rerank.engines.torch.transfer import moved, on_device
@@ -67,15 +68,23 @@ def test_prefix_attention_tiles() -> None:
     assert batch.final().tiles is batch.final_tiles
 
 
-def test_batches_of_long_documents_take_64_row_tiles_and_step_through_64_keys() -> None:
+def test_long_documents_take_tiles_of_128_rows_times_heads_and_64_keys_a_step() -> None:
     short = pack([[1] * 20], [(0, [2] * 268)] * 25)
     long = pack([[1] * 20], [(0, [2] * 4062)] * 2)
     mixed = pack([[1] * 20], [(0, [2] * 4062), *[(0, [2] * 100)] * 40])  # work: mostly long
     assert (short.key_block, long.key_block, mixed.key_block) == (32, 64, 64)
     assert (short.tile_rows, long.tile_rows, mixed.tile_rows) == (32, 64, 64)
+    # 4B and 8B: four query heads a key/value head, so half the rows make a tile as tall
+    four_heads = [
+        pack([[1] * 20], docs, group=4).tile_rows
+        for docs in ([(0, [2] * 268)] * 25, [(0, [2] * 4062)] * 2)
+    ]
+    assert four_heads == [32, 32]
     edge = [pack([[1]], [(0, [2] * n)] * 9) for n in (511, 512)]
     assert [(b.tile_rows, b.key_block) for b in edge] == [(32, 32), (64, 64)]
     assert long.final().key_block == 64
+    # long documents' tiles run on 8 warps; short ones and the last layer's on 4
+    assert [num_warps(128, 64), num_warps(128, 32), num_warps(16, 64)] == [8, 4, 4]
     # a document of 4062 rows in 64-row tiles: 64 tiles, the last one of 30 rows
     doc_tiles = long.tiles[long.tiles[:, 3] == int(long.last[0]) - 4061]
     assert len(doc_tiles) == 64

@@ -316,7 +316,8 @@ def _disagrees(
     """Why ``candidate`` fails its self-test against the loop, or ``None`` when it passes."""
     gen = torch.Generator(device="cpu").manual_seed(0)
     docs = [(0, [3] * 50), (1, [4] * 9), (0, [5] * 130)]
-    batch = on_device(pack([[1] * 37, [2] * 5], docs, head=[6] * 11), device)
+    batch = pack([[1] * 37, [2] * 5], docs, head=[6] * 11, group=dims.heads // dims.kv_heads)
+    batch = on_device(batch, device)
     rows = int(batch.cu_q[-1])
     q = torch.randn(rows, dims.heads, dims.head_dim, generator=gen).to(device, dtype)
     kv = torch.randn(2, rows, dims.kv_heads, dims.head_dim, generator=gen)

@@ -78,6 +78,7 @@ def pack(
     documents: Sequence[tuple[int, Sequence[int]]],
     head: Sequence[int] = (),
     tile_rows: int | None = None,
+    group: int = 2,
 ) -> PackedBatch:
     """Lays out the shared head, the prefixes and the documents end to end.
 
@@ -88,6 +89,8 @@ def pack(
             for the whole batch, and every prefix and document attends to them.
         tile_rows: Query rows per tile of the prefix attention kernel (default: as
             :func:`.kernels.tiles.query_block` chooses for the documents' lengths).
+        group: The model's query heads per key/value head, which a tile holds for each of
+            its rows (2 for Qwen3-Reranker-0.6B, 4 for 4B and 8B).
     """
     h = len(head)
     p_len = np.array([len(p) for p in prefixes], dtype=np.int64)
@@ -125,7 +128,7 @@ def pack(
     ctx[docs_from:, 2] = p_start[d_query]
     ctx[docs_from:, 3] = p_start[d_query] + p_len[d_query]
     cu_q = np.concatenate(([0], np.cumsum(q_lens))).astype(np.int32)  # each sequence's start
-    rows = query_block(d_len) if tile_rows is None else tile_rows
+    rows = query_block(d_len, group) if tile_rows is None else tile_rows
     return PackedBatch(
         tokens=torch.from_numpy(tokens),
         positions=torch.from_numpy(positions),

@@ -375,7 +375,7 @@ def _launch(
         BLOCK_N=block_n,
         ROPE_Q=rope,
         MASK_EVERY_BLOCK=block_n < LONG_KEY_BLOCK,
-        num_warps=num_warps(block_m * group),
+        num_warps=num_warps(block_m * group, block_n),
         num_stages=LAUNCH["num_stages"],
     )
     return out

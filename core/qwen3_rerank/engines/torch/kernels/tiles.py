@@ -17,8 +17,8 @@ __all__ = [
     "BLOCK_M",
     "FINAL_BLOCK_M",
     "KEY_BLOCK",
-    "LONG_BLOCK_M",
     "LONG_KEY_BLOCK",
+    "LONG_TILE",
     "final_tile_table",
     "key_block",
     "num_warps",
@@ -26,13 +26,13 @@ __all__ = [
     "tile_table",
 ]
 
-BLOCK_M = 32  # query rows per tile (times the 2 heads sharing a key/value head)
+BLOCK_M = 32  # query rows per tile for short documents (times the heads sharing a key/value head)
 KEY_BLOCK = 32  # keys per step for short documents: every block in one masked loop
 FINAL_BLOCK_M = 8  # the last layer reads one row per document: one small tile each
-LONG_BLOCK_M = 64  # query rows per tile for long documents
+LONG_TILE = 128  # query rows times heads per tile for long documents
 LONG_KEY_BLOCK = 64  # keys per step for long documents: whole blocks unmasked, then the edge
 LONG_DOCUMENTS = 512  # tokens: a batch's mean document length, weighted by length
-LAUNCH = {"rows_per_warp": 16, "num_stages": 3}  # rows: query rows times heads
+LAUNCH = {"warps": 4, "long_warps": 8, "num_stages": 3}  # long_warps: for long tiles
 FIELDS = 8
 
 
@@ -94,13 +94,15 @@ def key_block(lengths: np.ndarray[Any, Any]) -> int:
     return LONG_KEY_BLOCK if is_long(lengths) else KEY_BLOCK
 
 
-def query_block(lengths: np.ndarray[Any, Any]) -> int:
-    """Query rows per tile for a batch of documents of these lengths: :data:`LONG_BLOCK_M`
-    when they are long (:func:`is_long`), else :data:`BLOCK_M`."""
-    return LONG_BLOCK_M if is_long(lengths) else BLOCK_M
+def query_block(lengths: np.ndarray[Any, Any], group: int) -> int:
+    """Query rows per tile for a batch of documents of these lengths, ``group`` query heads
+    sharing each key/value head: as many as make :data:`LONG_TILE` rows times heads when they
+    are long (:func:`is_long`), else :data:`BLOCK_M`."""
+    return max(1, LONG_TILE // group) if is_long(lengths) else BLOCK_M
 
 
-def num_warps(rows: int) -> int:
-    """Warps for a tile of ``rows`` query rows times heads: one per ``LAUNCH["rows_per_warp"]``
-    rows, and at least a warp group of 4 (Hopper's matrix instructions run on one)."""
-    return max(4, rows // LAUNCH["rows_per_warp"])
+def num_warps(rows: int, block_n: int) -> int:
+    """Warps for a tile of ``rows`` query rows times heads stepping ``block_n`` keys at a time:
+    ``LAUNCH["long_warps"]`` for the long documents' tiles of :data:`LONG_TILE` rows or more,
+    else ``LAUNCH["warps"]``."""
+    return LAUNCH["long_warps" if block_n >= LONG_KEY_BLOCK and rows >= LONG_TILE else "warps"]
