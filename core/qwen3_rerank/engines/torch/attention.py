@@ -313,19 +313,24 @@ def select(
 def _disagrees(
     candidate: AttentionBackend, device: torch.device, dtype: torch.dtype, dims: ModelDims
 ) -> str | None:
-    """Why ``candidate`` fails its self-test against the loop, or ``None`` when it passes."""
+    """Why ``candidate`` fails its self-test against the loop, or ``None`` when it passes.
+    It runs a batch of short documents and one of long ones (the prefix kernel's two loops
+    and tile shapes), each in both layer shapes."""
     gen = torch.Generator(device="cpu").manual_seed(0)
-    docs = [(0, [3] * 50), (1, [4] * 9), (0, [5] * 130)]
-    batch = pack([[1] * 37, [2] * 5], docs, head=[6] * 11, group=dims.heads // dims.kv_heads)
-    batch = on_device(batch, device)
-    rows = int(batch.cu_q[-1])
-    q = torch.randn(rows, dims.heads, dims.head_dim, generator=gen).to(device, dtype)
-    kv = torch.randn(2, rows, dims.kv_heads, dims.head_dim, generator=gen)
-    k, v = (t.to(device, dtype) for t in kv)
-    cases = ((q, batch), (q[batch.last], batch.final()))
-    want = [LOOP(qs, k, v, part, dims.scale).float() for qs, part in cases]
+    short = [(0, [3] * 50), (1, [4] * 9), (0, [5] * 130)]
+    long = [(0, [3] * 600), (1, [4] * 70)]
+    cases = []
+    for docs in (short, long):
+        batch = pack([[1] * 37, [2] * 5], docs, head=[6] * 11, group=dims.heads // dims.kv_heads)
+        batch = on_device(batch, device)
+        rows = int(batch.cu_q[-1])
+        q = torch.randn(rows, dims.heads, dims.head_dim, generator=gen).to(device, dtype)
+        kv = torch.randn(2, rows, dims.kv_heads, dims.head_dim, generator=gen)
+        k, v = (t.to(device, dtype) for t in kv)
+        cases += [(q, k, v, batch), (q[batch.last], k, v, batch.final())]
+    want = [LOOP(qs, k, v, part, dims.scale).float() for qs, k, v, part in cases]
     try:
-        got = [candidate(qs, k, v, part, dims.scale).float() for qs, part in cases]
+        got = [candidate(qs, k, v, part, dims.scale).float() for qs, k, v, part in cases]
     except Exception as exc:  # any failure to build or run a kernel rules it out, logged
         return f"its self-test raised {type(exc).__name__}: {exc}"
     for g, w in zip(got, want, strict=True):
