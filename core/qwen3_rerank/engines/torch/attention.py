@@ -281,8 +281,8 @@ def select(
     requested: str, device: torch.device, dtype: torch.dtype, dims: ModelDims
 ) -> AttentionBackend:
     """The backend asked for, or for ``"auto"``: grouped on CPU, the loop in fp32 on GPU,
-    else the first of prefix and flash that runs here and agrees with the loop on a small
-    batch (both layer shapes), else the loop. Logs the choice and every candidate ruled out.
+    else the first of prefix and flash that runs here and agrees with the loop on small
+    batches of short and of long documents (both layer shapes), else the loop. Logs the choice and every candidate ruled out.
 
     Raises:
         ConfigurationError: The backend asked for cannot run here.

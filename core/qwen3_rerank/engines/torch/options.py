@@ -91,7 +91,7 @@ class TorchOptions:
     """``"prefix"`` (our Triton kernel), ``"flash"`` (PyTorch's FlashAttention varlen, CUDA,
     16-bit), ``"grouped"`` (padded SDPA over groups of similar length), ``"loop"`` (SDPA per
     sequence), or ``"auto"``: grouped on CPU, else the first of prefix and flash that agrees
-    with the loop on a small batch at start-up, else the loop."""
+    with the loop on small batches at start-up, else the loop."""
     fused_mlp: bool | None = None
     """Run the MLP's gate/up projections and SiLU gate as one Triton kernel; ``None``: where it
     runs (CUDA, 16-bit, no FP8) and agrees with the unfused product at start-up."""
