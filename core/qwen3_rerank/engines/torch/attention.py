@@ -282,7 +282,8 @@ def select(
 ) -> AttentionBackend:
     """The backend asked for, or for ``"auto"``: grouped on CPU, the loop in fp32 on GPU,
     else the first of prefix and flash that runs here and agrees with the loop on small
-    batches of short and of long documents (both layer shapes), else the loop. Logs the choice and every candidate ruled out.
+    batches of short and of long documents (both layer shapes), else the loop. Logs the
+    choice and every candidate ruled out.
 
     Raises:
         ConfigurationError: The backend asked for cannot run here.
