@@ -99,19 +99,26 @@ KERNEL_DTYPES = [torch.float16, torch.bfloat16] if CUDA else [torch.float32, tor
 
 @pytest.mark.parametrize("rope_q", [False, True], ids=["q-ready", "q-normed-in-kernel"])
 @pytest.mark.parametrize(
-    ("head", "tile_rows", "key_block"),
-    [([], 32, 32), ([9] * 5, 32, 32), ([9] * 5, 32, 64), ([9] * 5, 64, 64)],
-    ids=["", "head", "head-64-keys", "head-64-rows-64-keys"],
+    ("head", "tile_rows", "key_block", "group"),
+    [
+        ([], 32, 32, 2),
+        ([9] * 5, 32, 32, 2),
+        ([9] * 5, 32, 64, 2),
+        ([9] * 5, 64, 64, 2),
+        ([9] * 5, 32, 64, 4),
+    ],
+    ids=["", "head", "head-64-keys", "head-64-rows-64-keys", "4-heads-64-keys"],
 )
 @pytest.mark.parametrize("dtype", KERNEL_DTYPES)
 def test_prefix_attention_kernel_equals_the_per_sequence_loop(
-    head: list[int], tile_rows: int, key_block: int, dtype: torch.dtype, rope_q: bool
+    head: list[int], tile_rows: int, key_block: int, group: int, dtype: torch.dtype, rope_q: bool
 ) -> None:
     """The Triton kernel reads the packed rows in place and matches the reference on every
     layer shape: several queries, documents longer than a tile, and the last layer's one row
     per document, in tiles of 32 or 64 rows, stepping through keys 32 or 64 at a time (64:
-    the context, then whole blocks unmasked, then the causal edge). With ``rope_q`` it gets
-    the raw q projection and applies the q-norm and RoPE (at each row's own position) itself."""
+    the context, then whole blocks unmasked, then the causal edge), with 2 query heads a
+    key/value head (0.6B) or 4 (4B, 8B). With ``rope_q`` it gets the raw q projection and
+    applies the q-norm and RoPE (at each row's own position) itself."""
     pytest.importorskip("triton")
     device = torch.device("cuda" if CUDA else "cpu")
     gen = torch.Generator().manual_seed(0)
@@ -120,7 +127,7 @@ def test_prefix_attention_kernel_equals_the_per_sequence_loop(
     packed = pack(prefixes, docs, head, tile_rows=tile_rows)
     batch = on_device(dataclasses.replace(packed, key_block=key_block), device)
     rows = int(batch.cu_q[-1])
-    q, k, v = (torch.randn(rows, h, 16, generator=gen).to(device, dtype) for h in (4, 2, 2))
+    q, k, v = (torch.randn(rows, h, 16, generator=gen).to(device, dtype) for h in (2 * group, 2, 2))
     weight = (1 + torch.rand(16, generator=gen)).to(device, dtype)
     freqs = batch.positions.float()[:, None] * 0.3 ** torch.arange(8, device=device)
     angles = torch.cat((freqs, freqs), dim=-1)
