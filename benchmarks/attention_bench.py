@@ -89,15 +89,25 @@ def packed_flops(batch: Any) -> float:
     return 4 * pairs * HEAD_DIM * HEADS
 
 
-def ours(length: int) -> dict[str, Any]:
-    pack, on_device, kernels = engine_kernels()
-    docs = ROWS // length
-    batch = pack([[2] * QUERY_TOKENS], [(0, [3] * length) for _ in range(docs)], [1] * HEAD_TOKENS)
-    rows = int(batch.cu_q[-1])
-    dev = torch.device("cuda")
+def layout(length: int) -> tuple[list[list[int]], list[tuple[int, list[int]]], list[int]]:
+    """``pack``'s arguments for one query and :data:`ROWS` // ``length`` documents of
+    ``length`` tokens, after the template's head."""
+    return [[2] * QUERY_TOKENS], [(0, [3] * length)] * (ROWS // length), [1] * HEAD_TOKENS
+
+
+def random_qkv(batch: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Random bf16 queries, keys and values on the GPU for the packed rows of ``batch``."""
+    rows, dev = int(batch.cu_q[-1]), torch.device("cuda")
     q = torch.randn(rows, HEADS, HEAD_DIM, device=dev, dtype=torch.bfloat16)
     k, v = (torch.randn(rows, KV_HEADS, HEAD_DIM, device=dev, dtype=torch.bfloat16) for _ in "kv")
-    gpu = on_device(batch, dev)
+    return q, k, v
+
+
+def ours(length: int) -> dict[str, Any]:
+    pack, on_device, kernels = engine_kernels()
+    batch = pack(*layout(length))
+    q, k, v = random_qkv(batch)
+    gpu = on_device(batch, torch.device("cuda"))
     flops = packed_flops(batch)
     out = {}
     for name, kernel in kernels.items():
@@ -143,14 +153,8 @@ def cudnn_gathered(length: int) -> dict[str, Any]:
     dev = torch.device("cuda")
 
     def inputs(length: int) -> tuple[Any, ...]:
-        docs = [(0, [3] * length)] * (ROWS // length)
-        batch = pack([[2] * QUERY_TOKENS], docs, [1] * HEAD_TOKENS)
-        rows = int(batch.cu_q[-1])
-        q = torch.randn(rows, HEADS, HEAD_DIM, device=dev, dtype=torch.bfloat16)
-        k, v = (
-            torch.randn(rows, KV_HEADS, HEAD_DIM, device=dev, dtype=torch.bfloat16) for _ in "kv"
-        )
-        return batch, q, k, v, dense_plan(batch, dev)
+        batch = pack(*layout(length))
+        return batch, *random_qkv(batch), dense_plan(batch, dev)
 
     def call(q: Any, k: Any, v: Any, plan: tuple[torch.Tensor, ...], gqa: bool) -> torch.Tensor:
         index, flat, rows = plan
@@ -210,12 +214,9 @@ def sweep(length: int) -> list[dict[str, Any]]:
     from qwen3_rerank.engines.torch.layout import pack
     from qwen3_rerank.engines.torch.transfer import on_device
 
-    docs, dev = ROWS // length, torch.device("cuda")
-    prefix, documents, head = [[2] * QUERY_TOKENS], [(0, [3] * length)] * docs, [1] * HEAD_TOKENS
-    default = pack(prefix, documents, head)
-    rows = int(default.cu_q[-1])
-    q = torch.randn(rows, HEADS, HEAD_DIM, device=dev, dtype=torch.bfloat16)
-    k, v = (torch.randn(rows, KV_HEADS, HEAD_DIM, device=dev, dtype=torch.bfloat16) for _ in "kv")
+    dev, args = torch.device("cuda"), layout(length)
+    default = pack(*args)
+    q, k, v = random_qkv(default)
     flops, kernel = packed_flops(default), BACKENDS["prefix"]
     want = kernel(q, k, v, on_device(default, dev), HEAD_DIM**-0.5).float()
     engine_launch, out = dict(LAUNCH), []
@@ -225,7 +226,7 @@ def sweep(length: int) -> list[dict[str, Any]]:
             config |= {"num_warps": warps, "num_stages": stages}
             LAUNCH.update(warps=warps, long_warps=warps, num_stages=stages)
             batch = on_device(
-                dataclasses.replace(pack(prefix, documents, head, tile_rows), key_block=key_block),
+                dataclasses.replace(pack(*args, tile_rows), key_block=key_block),
                 dev,
             )
             try:
