@@ -28,6 +28,7 @@ OUT/attention.json and OUT/attention.md and prints the winner per length.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import statistics
 import time
@@ -61,20 +62,13 @@ def median_ms(fn: Callable[[], Any], reps: int = 20) -> float:
 
 
 def engine_kernels() -> tuple[Callable[..., Any], Callable[..., Any], dict[str, Any]]:
-    """``pack``, the batch's move to the GPU, and our attention kernels, wherever this commit
-    keeps them (the torch engine's package, or its single module before the split)."""
-    try:
-        from qwen3_rerank.engines.torch.attention import BACKENDS
-        from qwen3_rerank.engines.torch.layout import pack
-        from qwen3_rerank.engines.torch.transfer import on_device
+    """``pack``, the batch's move to the GPU, and our attention kernels."""
+    from qwen3_rerank.engines.torch.attention import BACKENDS
+    from qwen3_rerank.engines.torch.layout import pack
+    from qwen3_rerank.engines.torch.transfer import on_device
 
-        kernels = {"ours_prefix": BACKENDS["prefix"], "ours_flash": BACKENDS["flash"]}
-        return pack, on_device, kernels
-    except ImportError:
-        from qwen3_rerank.engines.packed import attention_flash, attention_prefix, pack
-
-        kernels = {"ours_prefix": attention_prefix, "ours_flash": attention_flash}
-        return pack, lambda batch, device: batch.to(device), kernels
+    kernels = {"ours_prefix": BACKENDS["prefix"], "ours_flash": BACKENDS["flash"]}
+    return pack, on_device, kernels
 
 
 def causal_flops(docs: int, length: int) -> float:
@@ -109,10 +103,10 @@ def ours(length: int) -> dict[str, Any]:
     q, k, v = random_qkv(batch)
     gpu = on_device(batch, torch.device("cuda"))
     flops = packed_flops(batch)
-    out = {}
+    out: dict[str, Any] = {}
     for name, kernel in kernels.items():
         try:
-            ms = median_ms(lambda kernel=kernel: kernel(q, k, v, gpu, HEAD_DIM**-0.5))
+            ms = median_ms(functools.partial(kernel, q, k, v, gpu, HEAD_DIM**-0.5))
             out[name] = {"ms": round(ms, 3), "tflops": round(flops / ms / 1e9, 1)}
         except Exception as exc:  # a kernel this GPU or build lacks: recorded, not fatal
             out[name] = {"error": f"{type(exc).__name__}: {exc}"[:300]}
@@ -175,18 +169,18 @@ def cudnn_gathered(length: int) -> dict[str, Any]:
         name = "cudnn_gathered" + ("" if gqa else "_expanded")
         try:
             got = call(q, k, v, plan, gqa)[doc_rows]
-            ms = median_ms(lambda gqa=gqa: call(q, k, v, plan, gqa))
+            ms = median_ms(functools.partial(call, q, k, v, plan, gqa))
             result[name] = {"ms": round(ms, 3), "tflops": round(flops / ms / 1e9, 1)}
             result[name]["max_diff"] = round((got.float() - want.float()).abs().max().item(), 4)
         except Exception as exc:  # a backend this GPU or build lacks: recorded, not fatal
             result[name] = {"error": f"{type(exc).__name__}: {exc}"[:300]}
     first_calls: list[Any] = []
     for extra in (1, 2, 3):  # documents a token longer each time: shapes cuDNN has not seen
-        _, *args = inputs(length + extra)
+        _, q_new, k_new, v_new, plan_new = inputs(length + extra)
         torch.cuda.synchronize()
         start = time.perf_counter()
         try:
-            call(*args, True)
+            call(q_new, k_new, v_new, plan_new, True)
             torch.cuda.synchronize()
             first_calls.append(round((time.perf_counter() - start) * 1000, 1))
         except Exception as exc:
@@ -222,7 +216,7 @@ def sweep(length: int) -> list[dict[str, Any]]:
     engine_launch, out = dict(LAUNCH), []
     try:
         for tile_rows, key_block, warps, stages in itertools.product(*SWEEP.values()):
-            config = {"tile_rows": tile_rows, "key_block": key_block}
+            config: dict[str, Any] = {"tile_rows": tile_rows, "key_block": key_block}
             config |= {"num_warps": warps, "num_stages": stages}
             LAUNCH.update(warps=warps, long_warps=warps, num_stages=stages)
             batch = on_device(
@@ -231,7 +225,7 @@ def sweep(length: int) -> list[dict[str, Any]]:
             )
             try:
                 got = kernel(q, k, v, batch, HEAD_DIM**-0.5)
-                ms = median_ms(lambda batch=batch: kernel(q, k, v, batch, HEAD_DIM**-0.5))
+                ms = median_ms(functools.partial(kernel, q, k, v, batch, HEAD_DIM**-0.5))
                 diff = (got.float() - want).abs().max().item()
                 config |= {"ms": round(ms, 3), "tflops": round(flops / ms / 1e9, 1)}
                 config["max_diff"] = round(diff, 4)
@@ -289,12 +283,19 @@ def others(length: int) -> dict[str, Any]:
         flat = [t.reshape(docs * seq, *t.shape[2:]) for t in (qs, ks, vs)]
         cu = torch.arange(0, (docs + 1) * seq, seq, dtype=torch.int32, device=dev)
         for version in (3, 2):
-            calls[f"vllm_fa{version}"] = lambda version=version: flash_attn_varlen_func(
-                *flat, seq, cu, seq, cu_seqlens_k=cu, causal=True, fa_version=version
+            calls[f"vllm_fa{version}"] = functools.partial(
+                flash_attn_varlen_func,
+                *flat,
+                seq,
+                cu,
+                seq,
+                cu_seqlens_k=cu,
+                causal=True,
+                fa_version=version,
             )
     except ImportError:
         pass
-    out = {}
+    out: dict[str, Any] = {}
     for name, call in calls.items():
         try:
             ms = median_ms(call)
@@ -322,7 +323,7 @@ def end_to_end(model: str, lengths: list[int]) -> dict[str, Any]:
 
     out: dict[str, Any] = {}
     for backend in ("auto", "prefix", "flash"):
-        options = {} if backend == "auto" else {"attention": backend}
+        options: dict[str, Any] = {} if backend == "auto" else {"attention": backend}
         try:
             with Reranker(model, device="cuda", **options) as rr:
                 speeds = {}
@@ -378,8 +379,8 @@ def main() -> int:
                 lines.append(f"| {length} | {name} | {figures.get('error', '')[:80]} | - |")
         print(f"{length} tokens: fastest {winner}", {k: v.get("tflops") for k, v in timed.items()})
     if args.sweep:
-        engine = "64 rows, 64 keys, 8 warps, 3 stages"
-        lines += ["", f"Our kernel per launch (the engine's at these lengths: {engine}):"]
+        engine_launch = "64 rows, 64 keys, 8 warps, 3 stages"
+        lines += ["", f"Our kernel per launch (the engine's at these lengths: {engine_launch}):"]
         lines += ["", "| length | rows | keys | warps | stages | ms | TFLOP/s | max diff |"]
         lines += ["|---|---|---|---|---|---|---|---|"]
         for length in lengths:
@@ -391,8 +392,8 @@ def main() -> int:
                     lines.append(launch + f"| {c['error'][:60]} | - | - |")
                 else:
                     lines.append(launch + f"| {c['ms']} | {c['tflops']} | {c['max_diff']} |")
-            timed = [c for c in configs if "tflops" in c and c["max_diff"] < 2e-2]
-            best = max(timed, key=lambda c: c["tflops"]) if timed else None
+            correct = [c for c in configs if "tflops" in c and c["max_diff"] < 2e-2]
+            best = max(correct, key=lambda c: c["tflops"]) if correct else None
             print(f"{length} tokens: fastest launch of ours", best, flush=True)
     if args.model:
         engine = result["engine_end_to_end"] = end_to_end(args.model, lengths)

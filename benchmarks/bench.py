@@ -231,7 +231,7 @@ def machine(device: str) -> dict[str, Any]:
         for line in Path("/proc/meminfo").read_text().splitlines()
         if line.startswith("MemTotal")
     )
-    versions = {}
+    versions: dict[str, str | None] = {}
     for package in ("torch", "transformers", "sentence-transformers", "vllm", "triton"):
         try:
             versions[package] = md.version(package)

@@ -16,6 +16,7 @@ import json
 import random
 import statistics
 import time
+from typing import Any
 
 from transformers import AutoTokenizer
 
@@ -41,7 +42,7 @@ def main() -> None:
     for length in args.lengths:
         docs = [text(length) for _ in range(args.docs)]
         for path in args.paths:
-            options: dict[str, object] = {"attention": path}
+            options: dict[str, Any] = {"attention": path}
             if path in ("grouped", "padded"):  # the default fast path on CPU, or fast=False
                 options = {"fast": path == "grouped"}
             with Reranker(args.model, device="cpu", **options) as rr:

@@ -78,11 +78,10 @@ def ours(model: str, device: str, **options: Any) -> Row:
 def _causal_lm(model: str, device: str, dtype: torch.dtype) -> tuple[Any, Any, int, int]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(model, padding_side="left")
-    lm = AutoModelForCausalLM.from_pretrained(model, dtype=dtype, attn_implementation="sdpa")
-    lm = lm.to(device).eval()
+    tokenizer: Any = AutoTokenizer.from_pretrained(model, padding_side="left")
+    lm: Any = AutoModelForCausalLM.from_pretrained(model, dtype=dtype, attn_implementation="sdpa")
     yes, no = (tokenizer.convert_tokens_to_ids(t) for t in ("yes", "no"))
-    return tokenizer, lm, yes, no
+    return tokenizer, lm.to(device).eval(), yes, no
 
 
 def _card_ids(tokenizer: Any, query: str, documents: list[str]) -> list[list[int]]:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,7 @@ class TimedBatches(RerankBatches):
         super().__init__(*args, **kwargs)
         self.reranker.score("warm-up query", ["warm-up document " * 64] * 64)
 
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def __call__(self, batch: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         start = time.time()
         out = super().__call__(batch)
         rows = len(out["score"])
@@ -62,7 +63,9 @@ def rows_of(model: str, seeds: int) -> list[dict[str, Any]]:
     return rows
 
 
-def in_process(model: str, rows: list[dict[str, Any]], passes: int, options: dict[str, Any]):
+def in_process(
+    model: str, rows: list[dict[str, Any]], passes: int, options: dict[str, Any]
+) -> tuple[float, list[float]]:
     queries: dict[str, list[str]] = {}
     for row in rows:
         queries.setdefault(row["query"], []).append(row["document"])
@@ -81,7 +84,9 @@ def in_process(model: str, rows: list[dict[str, Any]], passes: int, options: dic
     return len(rows) / best, in_row_order
 
 
-def on_ray(model, rows, passes, batch_size, options):
+def on_ray(
+    model: str, rows: list[dict[str, Any]], passes: int, batch_size: int, options: dict[str, Any]
+) -> tuple[float, float, list[dict[str, Any]]]:
     import ray
     import ray.data
 

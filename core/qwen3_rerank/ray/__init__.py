@@ -10,7 +10,11 @@ The names are imported lazily, so ``import qwen3_rerank.ray`` alone needs neithe
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the real names for type checkers; at run time they load on first use
+    from .batch import RerankBatches, rerank_dataset
+    from .serve import build_app, rerank_deployment
 
 __all__ = ["RerankBatches", "build_app", "rerank_dataset", "rerank_deployment"]
 
