@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from qwen3_rerank import Reranker
+from qwen3_rerank.cli.common import add_engine_arguments, engine_options
 
 QUERY = "what is a panda?"
 DOCS = ["The giant panda is a bear.", "Paris is in France.", "熊猫吃竹子。", "Pandas eat bamboo."]
@@ -119,6 +121,20 @@ def test_table_format_and_truncation(tiny_model: Path, tmp_path: Path) -> None:
             "doc\n",
             "--quantization: invalid choice",
         ),
+        (["--query", "q", "--option", "fused_mlp", "-"], "doc\n", "expected KEY=VALUE"),
+        (["--query", "q", "--option", "fused_mlpp=1", "-"], "doc\n", "does not take fused_mlpp"),
+        (["--query", "q", "--option", "attention=nope", "-"], "doc\n", "unknown attention"),
+        (["--query", "q", "--option", "max_length=9", "-"], "doc\n", "use --max-length"),
+        (
+            ["--query", "q", "--option", "fast=false", "--option", "fast=true", "-"],
+            "doc\n",
+            "--option fast= given twice",
+        ),
+        (
+            ["--query", "q", "--url", "http://127.0.0.1:9", "--option", "fast=false", "-"],
+            "doc\n",
+            "drop it with --url",
+        ),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(
@@ -154,6 +170,20 @@ def test_fp8_is_refused_in_the_flags_words(
     assert out.returncode == 2
     assert out.stderr.strip() == message
     assert out.stdout == ""
+
+
+def test_option_sets_any_engine_option(tiny_model: Path) -> None:
+    parser = argparse.ArgumentParser()
+    add_engine_arguments(parser)
+    flags = ["--model", str(tiny_model), "--device", "cpu"]
+    flags += ["--option", "attention=loop", "--option", "fast=True", "--option", "token=none"]
+    options = engine_options(parser.parse_args(flags))
+    assert options | {"attention": "loop", "fast": True, "token": None} == options
+    with Reranker(tiny_model, **options) as rr:
+        assert rr.engine.attention == "loop"
+    out = run_cli("rerank", *flags, "-q", QUERY, "-", stdin="\n".join(DOCS))
+    assert out.returncode == 0, out.stderr
+    assert len(out.stdout.splitlines()) == len(DOCS)
 
 
 def test_rerank_needs_a_model_or_a_server() -> None:

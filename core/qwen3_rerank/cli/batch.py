@@ -7,7 +7,13 @@ import argparse
 from typing import Any
 
 from ..ray.cli import add_batch_command
-from .common import UsageError, add_engine_arguments, add_remote_arguments, engine_options
+from .common import (
+    UsageError,
+    add_engine_arguments,
+    add_remote_arguments,
+    engine_options,
+    refuse_options_with_url,
+)
 
 __all__ = ["add_command", "run"]
 
@@ -22,6 +28,7 @@ def add_command(commands: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     if (args.model is None) and (args.url is None):
         raise UsageError("give --model (a local engine) or --url (a rerank server)")
+    refuse_options_with_url(args)
     from ..ray.cli import run_batch
 
     return run_batch(args, engine_options(args))

@@ -42,6 +42,27 @@ def unit_float(text: str) -> float:
     return value
 
 
+# engine options with flags of their own; ``--option`` gives the others
+FLAGGED_OPTIONS = frozenset(
+    ["engine", "device", "dtype", "max_length", "max_batch_tokens", "max_memory", "quantization"]
+)
+
+
+def engine_option(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` of ``--option``: ``true``/``false``/``none`` and integers as such, other
+    values as text (the engine checks each option's type and says what it takes)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    words = {"true": True, "false": False, "none": None}
+    if value.lower() in words:
+        return key, words[value.lower()]
+    try:
+        return key, int(value)
+    except ValueError:
+        return key, value
+
+
 def add_remote_arguments(parser: argparse.ArgumentParser, url_help: str) -> None:
     group = parser.add_argument_group("remote server")
     group.add_argument("--url", help=url_help)
@@ -64,6 +85,15 @@ def add_engine_arguments(parser: argparse.ArgumentParser, model_required: bool =
         choices=("fp8",),
         help="fp8: FP8 projections, bfloat16 only (CUDA GPUs with FP8 units)",
     )
+    group.add_argument(
+        "--option",
+        type=engine_option,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any other engine option, e.g. --option fused_mlp=false (repeatable; "
+        "the torch engine's are TorchOptions' fields)",
+    )
 
 
 def build_reranker(args: argparse.Namespace) -> Reranker:
@@ -71,6 +101,7 @@ def build_reranker(args: argparse.Namespace) -> Reranker:
     else a local engine from the engine options."""
     from ..reranker import Reranker
 
+    refuse_options_with_url(args)
     if args.url:
         return Reranker.remote(
             args.url,
@@ -82,6 +113,12 @@ def build_reranker(args: argparse.Namespace) -> Reranker:
     if args.model is None:
         raise UsageError("give --model (a local engine) or --url (a rerank server)")
     return Reranker(args.model, **engine_options(args))
+
+
+def refuse_options_with_url(args: argparse.Namespace) -> None:
+    """``--option`` with ``--url`` would be dropped unseen: a usage error instead."""
+    if args.url and args.option:
+        raise UsageError("--option sets a local engine's options; drop it with --url")
 
 
 def engine_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -99,7 +136,14 @@ def engine_options(args: argparse.Namespace) -> dict[str, Any]:
         options["max_memory"] = args.max_memory
     if args.quantization is not None:
         options["quantization"] = args.quantization
-    return options
+    given: dict[str, Any] = {}
+    for key, value in args.option:
+        if key in FLAGGED_OPTIONS:
+            raise UsageError(f"--option {key}=...: use --{key.replace('_', '-')}")
+        if key in given:
+            raise UsageError(f"--option {key}= given twice")
+        given[key] = value
+    return options | given
 
 
 def _check_fp8(device: str | None, dtype: str | None) -> None:
