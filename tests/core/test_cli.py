@@ -177,8 +177,9 @@ def test_option_sets_any_engine_option(tiny_model: Path) -> None:
     add_engine_arguments(parser)
     flags = ["--model", str(tiny_model), "--device", "cpu"]
     flags += ["--option", "attention=loop", "--option", "fast=True", "--option", "token=none"]
-    options = engine_options(parser.parse_args(flags))
+    options = engine_options(parser.parse_args([*flags, "--option", "x=0.5", "--option", "y=2"]))
     assert options | {"attention": "loop", "fast": True, "token": None} == options
+    assert (options.pop("x"), options.pop("y")) == (0.5, 2)
     with Reranker(tiny_model, **options) as rr:
         assert rr.engine.attention == "loop"
     out = run_cli("rerank", *flags, "-q", QUERY, "-", stdin="\n".join(DOCS))

@@ -49,7 +49,7 @@ FLAGGED_OPTIONS = frozenset(
 
 
 def engine_option(text: str) -> tuple[str, Any]:
-    """``KEY=VALUE`` of ``--option``: ``true``/``false``/``none`` and integers as such, other
+    """``KEY=VALUE`` of ``--option``: ``true``/``false``/``none`` and numbers as such, other
     values as text (the engine checks each option's type and says what it takes)."""
     key, sep, value = text.partition("=")
     if not sep or not key:
@@ -57,10 +57,12 @@ def engine_option(text: str) -> tuple[str, Any]:
     words = {"true": True, "false": False, "none": None}
     if value.lower() in words:
         return key, words[value.lower()]
-    try:
-        return key, int(value)
-    except ValueError:
-        return key, value
+    for number in (int, float):
+        try:
+            return key, number(value)
+        except ValueError:
+            pass
+    return key, value
 
 
 def add_remote_arguments(parser: argparse.ArgumentParser, url_help: str) -> None:
