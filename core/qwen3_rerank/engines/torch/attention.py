@@ -322,7 +322,7 @@ def _disagrees(
     long = [(0, [3] * 600), (1, [4] * 70)]
     cases = []
     for docs in (short, long):
-        batch = pack([[1] * 37, [2] * 5], docs, head=[6] * 11, group=dims.heads // dims.kv_heads)
+        batch = pack([[1] * 37, [2] * 5], docs, head=[6] * 11, group=dims.group)
         batch = on_device(batch, device)
         rows = int(batch.cu_q[-1])
         q = torch.randn(rows, dims.heads, dims.head_dim, generator=gen).to(device, dtype)

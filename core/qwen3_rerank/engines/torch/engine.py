@@ -212,12 +212,11 @@ class TorchEngine(ThreadedEngine):
         queries = list(dict.fromkeys(q for q, _ in pairs))
         slot = {q: i for i, q in enumerate(queries)}
         head = self.encoder.prefix_ids  # every query's ids start with the template's
-        dims = self.packed.dims
         batch = pack(
             [encoded[q].query_ids[len(head) :] for q in queries],
             [(slot[q], encoded[q].document_ids[d] + encoded[q].suffix_ids) for q, d in pairs],
             head,
-            group=dims.heads // dims.kv_heads,
+            group=self.packed.dims.group,
         )
         return self.packed.score(batch)
 

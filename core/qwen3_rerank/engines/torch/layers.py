@@ -70,6 +70,11 @@ class ModelDims(NamedTuple):
     eps: float  # RMSNorm's
     scale: float  # the attention softmax scale, head_dim ** -0.5
 
+    @property
+    def group(self) -> int:
+        """Query heads per key/value head (grouped-query attention)."""
+        return self.heads // self.kv_heads
+
 
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
     """transformers' Qwen3RMSNorm: normalise in fp32, scale in the model dtype."""
