@@ -379,7 +379,10 @@ def main() -> int:
                 lines.append(f"| {length} | {name} | {figures.get('error', '')[:80]} | - |")
         print(f"{length} tokens: fastest {winner}", {k: v.get("tflops") for k, v in timed.items()})
     if args.sweep:
-        engine_launch = "64 rows, 64 keys, 8 warps, 3 stages"
+        from qwen3_rerank.engines.torch.kernels.tiles import LAUNCH, LONG_KEY_BLOCK, LONG_TILE
+
+        engine_launch = f"{LONG_TILE // (HEADS // KV_HEADS)} rows, {LONG_KEY_BLOCK} keys, "
+        engine_launch += f"{LAUNCH['long_warps']} warps, {LAUNCH['num_stages']} stages"
         lines += ["", f"Our kernel per launch (the engine's at these lengths: {engine_launch}):"]
         lines += ["", "| length | rows | keys | warps | stages | ms | TFLOP/s | max diff |"]
         lines += ["|---|---|---|---|---|---|---|---|"]
