@@ -70,7 +70,12 @@ def qwen3_tokenizer_dir() -> Path:
 
 
 def build_random_model(
-    path: str | os.PathLike[str], size: str = "tiny", *, seed: int = 0, dtype: str = "float32"
+    path: str | os.PathLike[str],
+    size: str = "tiny",
+    *,
+    seed: int = 0,
+    dtype: str = "float32",
+    **config: Any,
 ) -> Path:
     """Saves a random-weight Qwen3ForCausalLM and the real Qwen3 tokenizer to ``path``.
 
@@ -80,6 +85,7 @@ def build_random_model(
             real shapes; built on torch's default device, so a GPU makes the large ones fast).
         seed: Seed of the random weights; the same seed gives the same model.
         dtype: Dtype the weights are saved in.
+        config: ``Qwen3Config`` fields that replace the size's (another width, fewer layers).
 
     Returns:
         The folder, loadable with ``Reranker(path)``.
@@ -105,6 +111,7 @@ def build_random_model(
         pad_token_id=151643,
     )
     settings.update(SIZES[size])
+    settings.update(config)
     config = Qwen3Config(**settings)
     torch.manual_seed(seed)
     model = Qwen3ForCausalLM(config).to(getattr(torch, dtype))

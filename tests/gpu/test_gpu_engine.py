@@ -189,6 +189,31 @@ def test_unfused_mlp_scores_like_the_gated_mlp_kernel(model_06b: Path) -> None:
     assert max(abs(a - b) for a, b in zip(fused, unfused, strict=True)) <= 1e-2
 
 
+def test_auto_fuses_the_mlp_only_up_to_the_06b_width(
+    model_06b: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Wider than the 0.6B (hidden 1024), cuBLAS's gate/up matmul beats the fused kernel, so
+    ``None`` leaves it unfused there; asked for, the kernel still runs and scores alike."""
+    wide = build_random_model(
+        tmp_path_factory.mktemp("m") / "wide",
+        "0.6b",
+        dtype="bfloat16",
+        hidden_size=2048,
+        intermediate_size=6144,
+        num_hidden_layers=2,
+    )
+    with Reranker(model_06b, device="cuda") as rr:
+        assert rr.engine.fused_mlp  # type: ignore[attr-defined]
+    queries, docs = workload(4)
+    with Reranker(wide, device="cuda") as rr:
+        assert not rr.engine.fused_mlp  # type: ignore[attr-defined]
+        unfused = rr.score(queries[0], docs[0])
+    with Reranker(wide, device="cuda", fused_mlp=True) as rr:
+        assert rr.engine.fused_mlp  # type: ignore[attr-defined]
+        fused = rr.score(queries[0], docs[0])
+    assert max(abs(a - b) for a, b in zip(fused, unfused, strict=True)) <= 1e-2
+
+
 def test_batches_replay_cuda_graphs(model_06b: Path) -> None:
     """Every batch runs as a CUDA graph: one-document requests and 40-document queries of up
     to 700 words (several batches each) score as when the compiled graph is launched kernel by

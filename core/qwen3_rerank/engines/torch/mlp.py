@@ -12,17 +12,24 @@ from .kernels import scaffold
 from .kernels.gated_mlp import fits, gated_mlp
 from .layers import Weight, silu_gate
 
-__all__ = ["select_gate"]
+__all__ = ["FUSED_MAX_HIDDEN", "select_gate"]
 
 logger = logging.getLogger("qwen3_rerank.engines.torch")
+
+# The widest hidden size at which ``None`` picks the fused kernel. Its matmul runs below cuBLAS's
+# rate, and what it saves (the SiLU gate's pass over the product) shrinks against the matmul as
+# models widen: it won at the 0.6B's 1024 and lost at the 4B's 2560 and the 8B's 4096
+# (docs/performance.md).
+FUSED_MAX_HIDDEN = 1024
 
 
 def select_gate(
     requested: bool | None, gate_up: Weight, device: torch.device, dtype: torch.dtype
 ) -> Callable[..., torch.Tensor]:
     """The fused gate/up + SiLU kernel (:mod:`.kernels.gated_mlp`) when asked for, or for
-    ``None`` where it runs (CUDA, 16-bit, weights not in FP8) and agrees with the unfused MLP
-    on a small batch; else :func:`.layers.silu_gate`. Logs the choice.
+    ``None`` where it runs (CUDA, 16-bit, weights not in FP8), pays (hidden size at most
+    :data:`FUSED_MAX_HIDDEN`) and agrees with the unfused MLP on a small batch; else
+    :func:`.layers.silu_gate`. Logs the choice.
 
     Raises:
         ConfigurationError: The kernel was asked for and cannot run here.
@@ -32,7 +39,11 @@ def select_gate(
         return silu_gate
     why_not = _unavailable(gate_up, device, dtype)
     if why_not is None and requested is None and isinstance(gate_up, torch.Tensor):
-        why_not = _disagrees(gate_up, device, dtype)
+        hidden = gate_up.shape[1]
+        if hidden > FUSED_MAX_HIDDEN:
+            why_not = f"hidden size {hidden} > {FUSED_MAX_HIDDEN}, where cuBLAS's matmul is faster"
+        else:
+            why_not = _disagrees(gate_up, device, dtype)
     if why_not is None:
         logger.info("MLP gate: fused Triton kernel%s", ", as asked" if requested else "")
         return gated_mlp

@@ -61,7 +61,8 @@ class PackedQwen3:
         max_positions: Positions the RoPE tables cover (default: the model's
             ``max_position_embeddings``; the engine passes its ``max_length``).
         attention: A name of :data:`.attention.BACKENDS` or ``"auto"``.
-        fused_mlp: Use the fused MLP kernel; ``None``: where it runs and agrees.
+        fused_mlp: Use the fused MLP kernel; ``None``: where it runs, pays and agrees
+            (:func:`.mlp.select_gate`).
     """
 
     def __init__(

@@ -94,7 +94,8 @@ class TorchOptions:
     with the loop on small batches at start-up, else the loop."""
     fused_mlp: bool | None = None
     """Run the MLP's gate/up projections and SiLU gate as one Triton kernel; ``None``: where it
-    runs (CUDA, 16-bit, no FP8) and agrees with the unfused product at start-up."""
+    runs (CUDA, 16-bit, no FP8), the model is no wider than the 0.6B (wider, cuBLAS is faster)
+    and it agrees with the unfused product at start-up."""
     tokenize: str = "auto"
     """``"inline"``: tokenize pieces of the requests between batch launches; ``"thread"``: on
     a helper thread while batches run; ``"auto"``: inline when batches replay CUDA graphs
