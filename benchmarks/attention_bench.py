@@ -189,13 +189,11 @@ def cudnn_gathered(length: int) -> dict[str, Any]:
     return result
 
 
-SWEEP = {  # our kernel's launch: query rows per tile, keys per step, warps, pipeline stages,
-    # whole key blocks loaded through tensor descriptors (TMA) or not
+SWEEP = {  # our kernel's launch: query rows per tile, keys per step, warps, pipeline stages
     "tile_rows": (32, 64),
     "key_block": (64, 128),
     "num_warps": (4, 8),
     "num_stages": (2, 3, 4),
-    "tma": (0, 1),
 }
 
 
@@ -217,10 +215,10 @@ def sweep(length: int) -> list[dict[str, Any]]:
     want = kernel(q, k, v, on_device(default, dev), HEAD_DIM**-0.5).float()
     engine_launch, out = dict(LAUNCH), []
     try:
-        for tile_rows, key_block, warps, stages, tma in itertools.product(*SWEEP.values()):
+        for tile_rows, key_block, warps, stages in itertools.product(*SWEEP.values()):
             config: dict[str, Any] = {"tile_rows": tile_rows, "key_block": key_block}
-            config |= {"num_warps": warps, "num_stages": stages, "tma": tma}
-            LAUNCH.update(warps=warps, long_warps=warps, num_stages=stages, tma=tma)
+            config |= {"num_warps": warps, "num_stages": stages}
+            LAUNCH.update(warps=warps, long_warps=warps, num_stages=stages)
             batch = on_device(
                 dataclasses.replace(pack(*args, tile_rows), key_block=key_block),
                 dev,
@@ -386,13 +384,13 @@ def main() -> int:
         engine_launch = f"{LONG_TILE // (HEADS // KV_HEADS)} rows, {LONG_KEY_BLOCK} keys, "
         engine_launch += f"{LAUNCH['long_warps']} warps, {LAUNCH['num_stages']} stages"
         lines += ["", f"Our kernel per launch (the engine's at these lengths: {engine_launch}):"]
-        lines += ["", "| length | rows | keys | warps | stages | TMA | ms | TFLOP/s | max diff |"]
-        lines += ["|---|---|---|---|---|---|---|---|---|"]
+        lines += ["", "| length | rows | keys | warps | stages | ms | TFLOP/s | max diff |"]
+        lines += ["|---|---|---|---|---|---|---|---|"]
         for length in lengths:
             result[f"sweep_{length}"] = configs = sweep(length)
             for c in configs:
                 launch = f"| {length} | {c['tile_rows']} | {c['key_block']} | {c['num_warps']} "
-                launch += f"| {c['num_stages']} | {c.get('tma', 0)} "
+                launch += f"| {c['num_stages']} "
                 if "error" in c:
                     lines.append(launch + f"| {c['error'][:60]} | - | - |")
                 else:

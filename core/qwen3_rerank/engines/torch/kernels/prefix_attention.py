@@ -14,17 +14,11 @@ The tile table is built on the host with the batch (:mod:`.tiles`).
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
 
 from .scaffold import register, tl, triton
 from .tiles import BLOCK_M, KEY_BLOCK, LAUNCH, LONG_KEY_BLOCK, num_warps
-
-try:
-    from triton.tools.tensor_descriptor import TensorDescriptor
-except ImportError:  # pragma: no cover - Triton without host tensor descriptors, or none
-    TensorDescriptor = None
 
 __all__ = ["prefix_attention"]
 
@@ -49,9 +43,6 @@ if triton is not None:
         stride_kt,
         stride_vt,
         scale_log2,
-        K_desc,
-        V_desc,
-        desc_col,
         HEAD_DIM: tl.constexpr,
         BLOCK_N: tl.constexpr,
         MASK: tl.constexpr,
@@ -79,10 +70,7 @@ if triton is not None:
             keys = start + n
             inside = keys < tl.where(in0, ctx0_end, tl.where(in1, ctx1_end, own_end))
             if MASK == "none":
-                if K_desc is not None:
-                    k = K_desc.load([start, desc_col])
-                else:
-                    k = tl.load(K + keys[:, None] * stride_kt + d[None, :])
+                k = tl.load(K + keys[:, None] * stride_kt + d[None, :])
                 s = tl.dot(q, tl.trans(k)) * scale_log2
             else:
                 k = tl.load(
@@ -100,10 +88,7 @@ if triton is not None:
             alpha = tl.math.exp2(m_i - m_safe)
             l_i = l_i * alpha + tl.sum(p, 1)
             if MASK == "none":
-                if V_desc is not None:
-                    v = V_desc.load([start, desc_col])
-                else:
-                    v = tl.load(V + keys[:, None] * stride_vt + d[None, :])
+                v = tl.load(V + keys[:, None] * stride_vt + d[None, :])
             else:
                 v = tl.load(
                     V + keys[:, None] * stride_vt + d[None, :], mask=inside[:, None], other=0.0
@@ -155,8 +140,6 @@ if triton is not None:
         V,
         Out,
         Tiles,
-        K_desc,
-        V_desc,
         QW,
         Cos,
         Sin,
@@ -242,9 +225,6 @@ if triton is not None:
                 stride_kt,
                 stride_vt,
                 scale_log2,
-                None,
-                None,
-                0,
                 HEAD_DIM,
                 BLOCK_N,
                 "causal",
@@ -268,9 +248,6 @@ if triton is not None:
                 stride_kt,
                 stride_vt,
                 scale_log2,
-                None,
-                None,
-                0,
                 HEAD_DIM,
                 BLOCK_N,
                 "ends",
@@ -292,9 +269,6 @@ if triton is not None:
                 stride_kt,
                 stride_vt,
                 scale_log2,
-                K_desc,
-                V_desc,
-                kv_head * HEAD_DIM,
                 HEAD_DIM,
                 BLOCK_N,
                 "none",
@@ -316,9 +290,6 @@ if triton is not None:
                 stride_kt,
                 stride_vt,
                 scale_log2,
-                None,
-                None,
-                0,
                 HEAD_DIM,
                 BLOCK_N,
                 "causal",
@@ -384,7 +355,6 @@ def _launch(
         v,
         out,
         tiles,
-        *_descriptors(k, v, block_n),
         q_weight if rope else q,
         cos if rope else q,
         sin if rope else q,
@@ -409,22 +379,6 @@ def _launch(
         num_stages=LAUNCH["num_stages"],
     )
     return out
-
-
-def _descriptors(k: torch.Tensor, v: torch.Tensor, block_n: int) -> tuple[Any, Any]:
-    """Tensor-memory-accelerator descriptors of ``k`` and ``v`` as ``[T, KV * D]`` for the
-    whole key blocks of long documents, where ``LAUNCH["tma"]`` asks for them and Triton has
-    them; else ``None, None`` (plain loads)."""
-    if not LAUNCH.get("tma") or block_n < LONG_KEY_BLOCK or TensorDescriptor is None:
-        return None, None
-    if any(x.stride(2) != 1 or x.stride(1) != x.shape[2] for x in (k, v)):
-        return None, None
-    return tuple(
-        TensorDescriptor(
-            x, [x.shape[0], x.shape[1] * x.shape[2]], [x.stride(0), 1], [block_n, x.shape[2]]
-        )
-        for x in (k, v)
-    )
 
 
 def _fake(
