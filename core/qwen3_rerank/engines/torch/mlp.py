@@ -16,9 +16,9 @@ __all__ = ["FUSED_MAX_HIDDEN", "select_gate"]
 
 logger = logging.getLogger("qwen3_rerank.engines.torch")
 
-# The widest hidden size at which ``None`` picks the fused kernel. Its matmul runs below cuBLAS's
-# rate, and what it saves (the SiLU gate's pass over the product) shrinks against the matmul as
-# models widen: it won at the 0.6B's 1024 and lost at the 4B's 2560 and the 8B's 4096
+# The widest hidden size at which ``None`` picks the fused kernel (the 0.6B's). Its matmul runs
+# below cuBLAS's rate, and what it saves (the SiLU gate's pass over the product) shrinks against
+# the matmul as models widen: it won at the 0.6B's width, lost at the 4B's and the 8B's
 # (docs/performance.md).
 FUSED_MAX_HIDDEN = 1024
 
