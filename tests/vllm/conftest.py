@@ -10,7 +10,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -21,6 +20,7 @@ import httpx
 import pytest
 
 import qwen3_rerank
+from tests.server.serving import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 VLLM_PYTHON = Path(os.environ.get("QWEN3_RERANK_VLLM_PYTHON", ROOT / ".venv-vllm/bin/python"))
@@ -50,13 +50,6 @@ def vllm_python() -> Path:
             pytest.fail(why)  # CI makes it: a missing one is a broken set-up, not a skip
         pytest.skip(why)
     return VLLM_PYTHON
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @pytest.fixture(scope="module")
