@@ -75,7 +75,7 @@ def build_random_model(
     *,
     seed: int = 0,
     dtype: str = "float32",
-    **config: Any,
+    **overrides: Any,
 ) -> Path:
     """Saves a random-weight Qwen3ForCausalLM and the real Qwen3 tokenizer to ``path``.
 
@@ -85,7 +85,8 @@ def build_random_model(
             real shapes; built on torch's default device, so a GPU makes the large ones fast).
         seed: Seed of the random weights; the same seed gives the same model.
         dtype: Dtype the weights are saved in.
-        config: ``Qwen3Config`` fields that replace the size's (another width, fewer layers).
+        overrides: ``Qwen3Config`` fields that replace the size's (another width, fewer
+            layers).
 
     Returns:
         The folder, loadable with ``Reranker(path)``.
@@ -111,7 +112,7 @@ def build_random_model(
         pad_token_id=151643,
     )
     settings.update(SIZES[size])
-    settings.update(config)
+    settings.update(overrides)
     config = Qwen3Config(**settings)
     torch.manual_seed(seed)
     model = Qwen3ForCausalLM(config).to(getattr(torch, dtype))
