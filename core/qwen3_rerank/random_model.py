@@ -26,7 +26,7 @@ SIZES: dict[str, dict[str, Any]] = {
         num_hidden_layers=2,
         num_attention_heads=4,
         num_key_value_heads=2,
-        head_dim=32,  # the smallest that vLLM's CPU attention takes (tests/vllm)
+        head_dim=16,
         initializer_range=0.2,  # wide enough that random scores spread over [0, 1]
     ),
     "0.6b": dict(

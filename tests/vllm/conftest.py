@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 import qwen3_rerank
+from qwen3_rerank.random_model import build_random_model
 from tests.server.serving import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,9 +53,16 @@ def vllm_python() -> Path:
     return VLLM_PYTHON
 
 
+@pytest.fixture(scope="session")
+def vllm_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tests' tiny model with 32-wide attention heads, the smallest vLLM's CPU attention
+    takes (the other tests' tiny model has 16)."""
+    return build_random_model(tmp_path_factory.mktemp("models") / "tiny-32", "tiny", head_dim=32)
+
+
 @pytest.fixture(scope="module")
 def vllm_server(
-    vllm_python: Path, tiny_model: Path, tmp_path_factory: pytest.TempPathFactory
+    vllm_python: Path, vllm_model: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
     """``vllm serve`` of the tiny model, as the model card says to serve Qwen3-Reranker; its URL."""
     port = free_port()
@@ -64,7 +72,7 @@ def vllm_server(
         "-m",
         "vllm.entrypoints.openai.api_server",  # what the `vllm serve` command runs
         "--model",
-        str(tiny_model),
+        str(vllm_model),
         "--runner",
         "pooling",
         "--hf-overrides",

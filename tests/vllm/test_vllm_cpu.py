@@ -51,15 +51,15 @@ def assert_same(got: list[list[dict[str, Any]]], want: list[list[dict[str, Any]]
 
 
 def test_the_vllm_engine_scores_what_the_torch_engine_scores(
-    vllm_python: Path, tiny_model: Path, tmp_path: Path
+    vllm_python: Path, vllm_model: Path, tmp_path: Path
 ) -> None:
     result = tmp_path / "vllm.json"
-    child_args = (str(tiny_model), str(MAX_LENGTH), str(result))
+    child_args = (str(vllm_model), str(MAX_LENGTH), str(result))
     log = tmp_path / "vllm.log"
     run_child(vllm_python, HERE / "vllm_child.py", *child_args, stdin=json.dumps(BATCHES), log=log)
     out = json.loads(result.read_text())
     assert out["engine"] == "VllmEngine"
-    with Reranker(tiny_model, device="cpu", max_length=MAX_LENGTH) as torch_rr:
+    with Reranker(vllm_model, device="cpu", max_length=MAX_LENGTH) as torch_rr:
         want = [as_json(torch_rr, batch) for batch in BATCHES]
     assert any(r["truncated"] for r in want[0][0])  # the long document was cut
     for got, expected in zip(out["batches"], want, strict=True):
@@ -69,23 +69,23 @@ def test_the_vllm_engine_scores_what_the_torch_engine_scores(
 
 @pytest.mark.parametrize("api", ["vllm", "vllm-score"])
 def test_our_client_gets_the_torch_engines_scores_from_vllm_serve(
-    vllm_server: str, tiny_model: Path, api: str
+    vllm_server: str, vllm_model: Path, api: str
 ) -> None:
     """vLLM's server scores what it is sent: the client applies the Qwen3 template."""
-    with Reranker(tiny_model, device="cpu") as torch_rr:
+    with Reranker(vllm_model, device="cpu") as torch_rr:
         want = [as_json(torch_rr, batch) for batch in BATCHES]
     assert not any(r["truncated"] for rs in want for r in rs[0])  # every pair fits vLLM's 512
-    with Reranker.remote(vllm_server, str(tiny_model), api=api) as rr:
+    with Reranker.remote(vllm_server, str(vllm_model), api=api) as rr:
         got = [as_json(rr, batch) for batch in BATCHES]
     for g, w in zip(got, want, strict=True):
         assert_same(g, w)
 
 
-def test_a_pair_longer_than_vllms_context_is_its_400(vllm_server: str, tiny_model: Path) -> None:
+def test_a_pair_longer_than_vllms_context_is_its_400(vllm_server: str, vllm_model: Path) -> None:
     """vLLM refuses a pair past its ``--max-model-len`` (it cannot cut only the document);
     the client raises it as a typed error with vLLM's message."""
     with (
-        Reranker.remote(vllm_server, str(tiny_model), api="vllm") as rr,
+        Reranker.remote(vllm_server, str(vllm_model), api="vllm") as rr,
         pytest.raises(RemoteStatusError, match="maximum context length") as error,
     ):
         rr.score(QUERY, ["word " * (2 * SERVER_MAX_LENGTH)])
