@@ -11,6 +11,7 @@ import pytest
 
 from qwen3_rerank import RemoteStatusError, Reranker
 from tests.vllm.conftest import SERVER_MAX_LENGTH, run_child
+from tests.vllm.vllm_child import results
 
 HERE = Path(__file__).resolve().parent
 QUERY = "what do pandas eat?"
@@ -32,14 +33,6 @@ BATCHES = [
 TOLERANCE = 1e-4  # fp32 on both sides; seen: 6e-7
 
 
-def as_json(rr: Reranker, batch: dict[str, Any]) -> list[list[dict[str, Any]]]:
-    ranked = rr.rerank_batch(batch["queries"], batch["documents"], instruction=batch["instruction"])
-    return [
-        [{"index": r.index, "score": r.score, "truncated": r.truncated} for r in rs]
-        for rs in ranked
-    ]
-
-
 def assert_same(got: list[list[dict[str, Any]]], want: list[list[dict[str, Any]]]) -> None:
     assert len(got) == len(want)
     for g, w in zip(got, want, strict=True):
@@ -48,6 +41,7 @@ def assert_same(got: list[list[dict[str, Any]]], want: list[list[dict[str, Any]]
         for i, r in w_by.items():
             assert g_by[i]["score"] == pytest.approx(r["score"], abs=TOLERANCE)
             assert g_by[i]["truncated"] == r["truncated"]
+            assert g_by[i]["document"] == r["document"]  # the caller's text, also when cut
 
 
 def test_the_vllm_engine_scores_what_the_torch_engine_scores(
@@ -60,7 +54,7 @@ def test_the_vllm_engine_scores_what_the_torch_engine_scores(
     out = json.loads(result.read_text())
     assert out["engine"] == "VllmEngine"
     with Reranker(vllm_model, device="cpu", max_length=MAX_LENGTH) as torch_rr:
-        want = [as_json(torch_rr, batch) for batch in BATCHES]
+        want = [results(torch_rr, batch) for batch in BATCHES]
     assert any(r["truncated"] for r in want[0][0])  # the long document was cut
     for got, expected in zip(out["batches"], want, strict=True):
         assert_same(got, expected)
@@ -73,10 +67,11 @@ def test_our_client_gets_the_torch_engines_scores_from_vllm_serve(
 ) -> None:
     """vLLM's server scores what it is sent: the client applies the Qwen3 template."""
     with Reranker(vllm_model, device="cpu") as torch_rr:
-        want = [as_json(torch_rr, batch) for batch in BATCHES]
-    assert not any(r["truncated"] for rs in want for r in rs[0])  # every pair fits vLLM's 512
+        want = [results(torch_rr, batch) for batch in BATCHES]
+    # every pair fits vLLM's 512
+    assert not any(r["truncated"] for batch in want for ranked in batch for r in ranked)
     with Reranker.remote(vllm_server, str(vllm_model), api=api) as rr:
-        got = [as_json(rr, batch) for batch in BATCHES]
+        got = [results(rr, batch) for batch in BATCHES]
     for g, w in zip(got, want, strict=True):
         assert_same(g, w)
 

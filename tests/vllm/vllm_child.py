@@ -1,7 +1,7 @@
 """Run by tests/vllm/test_vllm_cpu.py with vLLM's Python: the vLLM engine's results for the
-batches read as JSON from standard input, written as JSON to the file named last (vLLM logs
-to standard output; a script: vLLM starts its engine
-process by spawning, which re-imports the main module)."""
+batches read as JSON from standard input, written as JSON to the file named last (vLLM logs to
+standard output). A script, as vLLM starts its engine process by spawning, which re-imports the
+main module; the test reads :func:`results` from here too, for the engines it compares."""
 
 from __future__ import annotations
 
@@ -15,9 +15,13 @@ from qwen3_rerank import Reranker
 
 
 def results(rr: Reranker, batch: dict[str, Any]) -> list[list[dict[str, Any]]]:
+    """``rerank_batch`` of one batch of :data:`~tests.vllm.test_vllm_cpu.BATCHES`, as JSON."""
     ranked = rr.rerank_batch(batch["queries"], batch["documents"], instruction=batch["instruction"])
     return [
-        [{"index": r.index, "score": r.score, "truncated": r.truncated} for r in rs]
+        [
+            {"index": r.index, "score": r.score, "truncated": r.truncated, "document": r.document}
+            for r in rs
+        ]
         for rs in ranked
     ]
 
