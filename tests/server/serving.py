@@ -11,7 +11,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import httpx
 
@@ -51,17 +51,31 @@ def start_server(
     )
     _logs[proc.pid] = log
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
+    try:
+        wait_for_health(proc, url, 120)
+    except RuntimeError as exc:
+        proc.kill()
+        raise RuntimeError(f"server {exc}: {server_log(proc)}") from None
+    return proc, url
+
+
+def wait_for_health(proc: subprocess.Popen[Any], url: str, seconds: float) -> None:
+    """Returns once ``url``'s /health answers 200.
+
+    Raises:
+        RuntimeError: ``proc`` exited first, or ``seconds`` passed.
+    """
+    deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(server_log(proc))
+            raise RuntimeError(f"exited ({proc.returncode})")
         try:
             if httpx.get(url + "/health", timeout=1).status_code == 200:
-                return proc, url
+                return
         except httpx.TransportError:
-            time.sleep(0.2)
-    proc.kill()
-    raise RuntimeError("server did not start")
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"did not answer /health in {seconds} s")
 
 
 _logs: dict[int, IO[bytes]] = {}

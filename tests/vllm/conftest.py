@@ -11,17 +11,15 @@ import json
 import os
 import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 import qwen3_rerank
 from qwen3_rerank.random_model import build_random_model
-from tests.server.serving import free_port
+from tests.server.serving import free_port, wait_for_health
 
 ROOT = Path(__file__).resolve().parents[2]
 VLLM_PYTHON = Path(os.environ.get("QWEN3_RERANK_VLLM_PYTHON", ROOT / ".venv-vllm/bin/python"))
@@ -99,18 +97,10 @@ def vllm_server(
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 300
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"vLLM's server exited: {log.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"vLLM's server did not start in 300 s: {log.read_text()[-3000:]}")
-            time.sleep(1)
+        try:
+            wait_for_health(process, url, 300)
+        except RuntimeError as exc:
+            pytest.fail(f"vLLM's server {exc}: {log.read_text()[-3000:]}")
         yield url
     finally:
         stop_group(process)
