@@ -39,5 +39,5 @@ def tokenizer() -> Any:
 @pytest.fixture(scope="session")
 def reranker(tiny_model: Path) -> Iterator[Reranker]:
     """One fp32 CPU reranker shared by the tests that do not change its settings."""
-    with Reranker(tiny_model, device="cpu") as rr:
+    with Reranker(tiny_model, device="cpu", dtype="float32") as rr:
         yield rr

@@ -35,7 +35,7 @@ class Reranker:
         device: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``None`` (CUDA when available). Torch
             engine only.
         dtype: ``"float32"``, ``"bfloat16"``, ``"float16"``, a torch dtype (torch engine only),
-            or ``None`` (float32 on CPU, bfloat16 on GPU).
+            or ``None`` (bfloat16; float32 on a CPU without bfloat16 instructions).
         max_length: Most tokens per pair, template included; longer documents are truncated
             (``None``: 8192).
         instruction: Default instruction for calls that give none.

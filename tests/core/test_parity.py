@@ -32,7 +32,9 @@ def test_scores_equal_card_recipe(
     tiny_model: Path, max_batch_tokens: int, instruction: str | None
 ) -> None:
     expected = card_scores(tiny_model, QUERY, DOCUMENTS, instruction, 8192)
-    with Reranker(tiny_model, device="cpu", max_batch_tokens=max_batch_tokens) as rr:
+    with Reranker(
+        tiny_model, device="cpu", dtype="float32", max_batch_tokens=max_batch_tokens
+    ) as rr:
         got = rr.score(QUERY, DOCUMENTS, instruction=instruction)
     assert got == pytest.approx(expected, abs=1e-5)
     assert len(set(round(s, 6) for s in expected)) > len(DOCUMENTS) // 2  # scores do differ
@@ -42,7 +44,9 @@ def test_scores_equal_card_recipe(
 @pytest.mark.parametrize("max_length", [90, 128, 400])
 def test_truncated_scores_equal_card_recipe(tiny_model: Path, max_length: int, fast: bool) -> None:
     expected = card_scores(tiny_model, QUERY, DOCUMENTS, None, max_length)
-    with Reranker(tiny_model, device="cpu", max_length=max_length, fast=fast) as rr:
+    with Reranker(
+        tiny_model, device="cpu", dtype="float32", max_length=max_length, fast=fast
+    ) as rr:
         results = rr.rerank(QUERY, DOCUMENTS)
     by_index = sorted(results, key=lambda r: r.index)
     assert [r.score for r in by_index] == pytest.approx(expected, abs=1e-5)
@@ -54,7 +58,7 @@ def test_many_queries_packed_together_equal_card_recipe(tiny_model: Path) -> Non
     """rerank_batch packs several queries' prefixes and documents into shared batches."""
     queries = [QUERY, "北京在哪里\uff1f", "a third, longer question about mountains and rivers"]
     lists = [DOCUMENTS, DOCUMENTS[::-1], DOCUMENTS[2:5]]
-    with Reranker(tiny_model, device="cpu", max_batch_tokens=1500) as rr:
+    with Reranker(tiny_model, device="cpu", dtype="float32", max_batch_tokens=1500) as rr:
         batches = rr.rerank_batch(queries, lists)
     for query, docs, results in zip(queries, lists, batches, strict=True):
         expected = card_scores(tiny_model, query, docs, None, 8192)
@@ -67,7 +71,7 @@ def test_long_documents_tokenized_in_pieces_equal_card_recipe(tiny_model: Path) 
     docs = [" ".join(DOCUMENTS[:3]) * 30, "Many words in a row, then\n\nmore  words " * 300]
     assert all(len(split_text(d)) > 2 for d in docs)
     expected = card_scores(tiny_model, QUERY, docs, None, 8192)
-    with Reranker(tiny_model, device="cpu") as rr:
+    with Reranker(tiny_model, device="cpu", dtype="float32") as rr:
         assert rr.score(QUERY, docs) == pytest.approx(expected, abs=1e-5)
 
 
@@ -80,7 +84,9 @@ def test_gpu_attention_kernel_scores_like_card_recipe(tiny_model: Path) -> None:
     pytest.importorskip("triton")
     queries = [QUERY, "北京在哪里\uff1f"]
     lists = [DOCUMENTS, DOCUMENTS[::-1][:5]]
-    with Reranker(tiny_model, device="cpu", max_batch_tokens=700, attention="prefix") as rr:
+    with Reranker(
+        tiny_model, device="cpu", dtype="float32", max_batch_tokens=700, attention="prefix"
+    ) as rr:
         assert rr.engine.attention == "prefix"  # type: ignore[attr-defined]
         batches = rr.rerank_batch(queries, lists)
     for query, docs, results in zip(queries, lists, batches, strict=True):

@@ -73,7 +73,7 @@ def test_unicode_of_any_script_scores(reranker: Reranker) -> None:
 def test_instruction_per_call_and_per_reranker(tiny_model: Any, reranker: Reranker) -> None:
     instruction = "Judge passages about botany"
     per_call = reranker.score(QUERY, DOCUMENTS, instruction=instruction)
-    with Reranker(tiny_model, device="cpu", instruction=instruction) as rr:
+    with Reranker(tiny_model, device="cpu", dtype="float32", instruction=instruction) as rr:
         assert rr.score(QUERY, DOCUMENTS) == pytest.approx(per_call, abs=1e-6)
 
 

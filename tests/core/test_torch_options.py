@@ -96,7 +96,12 @@ def test_knobs_choose_the_strategy_and_keep_the_scores(
     """The loop attention, no fused MLP and inline tokenizing: another strategy, the same
     scores."""
     with Reranker(
-        tiny_model, device="cpu", attention="loop", fused_mlp=False, tokenize="inline"
+        tiny_model,
+        device="cpu",
+        dtype="float32",
+        attention="loop",
+        fused_mlp=False,
+        tokenize="inline",
     ) as rr:
         engine = rr.engine
         assert (engine.attention, engine.fused_mlp, engine.tokenize) == ("loop", False, "inline")  # type: ignore[attr-defined]

@@ -61,6 +61,7 @@ def test_parquet_pairs_on_two_actors_match_the_in_process_engine(
         concurrency=2,
         batch_size=256,
         device="cpu",
+        dtype="float32",
         num_cpus=ACTOR_CPUS,
     ).take_all()
 
@@ -84,7 +85,12 @@ def test_strict_mode_fails_the_job_on_a_bad_row_with_one_clear_error(
 ) -> None:
     rows = [{"query": "plants", "document": "leaf"}, {"query": "", "document": "sun"}]
     scored = rerank_dataset(
-        ray.data.from_items(rows), tiny_model, device="cpu", num_cpus=ACTOR_CPUS, strict=True
+        ray.data.from_items(rows),
+        tiny_model,
+        device="cpu",
+        dtype="float32",
+        num_cpus=ACTOR_CPUS,
+        strict=True,
     )
     with pytest.raises(InvalidInputError, match=r"bad row \(query=''\): query must not be empty"):
         scored.materialize()
@@ -116,6 +122,7 @@ def test_an_actor_killed_mid_job_loses_and_duplicates_nothing(
         concurrency=2,
         batch_size=100,
         device="cpu",
+        dtype="float32",
         num_cpus=ACTOR_CPUS,
         batches=DiesOnce,
         flag=str(flag),

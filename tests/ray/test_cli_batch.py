@@ -25,7 +25,7 @@ def batch(ray_address: str, model: Path, *args: str) -> subprocess.CompletedProc
     return subprocess.run(
         [
             sys.executable, "-m", "qwen3_rerank.cli", "batch", "--ray-address", ray_address,
-            "--model", str(model), "--device", "cpu", "--quiet", *args,
+            "--model", str(model), "--device", "cpu", "--dtype", "float32", "--quiet", *args,
         ],
         env={**os.environ, "HF_HUB_OFFLINE": "1"},
         capture_output=True,

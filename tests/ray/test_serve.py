@@ -42,7 +42,8 @@ def ray_server(ray_address: str, tiny_model: Path) -> Iterator[str]:
         [
             sys.executable, "-m", "qwen3_rerank.cli", "serve", "--ray",
             "--ray-address", ray_address, "--replicas", "2", "--num-gpus", "0",
-            "--model", str(tiny_model), "--device", "cpu", "--port", str(port),
+            "--model", str(tiny_model), "--device", "cpu", "--dtype", "float32",
+            "--port", str(port),
         ],
         env={**os.environ, "HF_HUB_OFFLINE": "1"},
         stdout=subprocess.DEVNULL,

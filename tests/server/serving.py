@@ -36,10 +36,12 @@ def free_port() -> int:
 def start_server(
     model: Path, *extra: str, env: dict[str, str] | None = None, key: bool = True
 ) -> tuple[subprocess.Popen[bytes], str]:
-    """A ``qwen3-rerank serve`` process, once its /health answers 200."""
+    """A ``qwen3-rerank serve`` process in float32 (its scores compare exactly with the tests'
+    fp32 reranker), once its /health answers 200."""
     port = free_port()
     command = [sys.executable, "-m", "qwen3_rerank.cli", "serve", "--model", str(model)]
-    command += ["--device", "cpu", "--port", str(port), *(["--api-key", KEY] if key else [])]
+    command += ["--device", "cpu", "--dtype", "float32", "--port", str(port)]
+    command += ["--api-key", KEY] if key else []
     # stderr (the access log) goes to a file: an unread pipe would fill up and block the server
     log = tempfile.TemporaryFile()  # noqa: SIM115 - open as long as the server runs
 

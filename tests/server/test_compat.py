@@ -90,7 +90,7 @@ def test_max_tokens_per_doc_cuts_each_document(
 
 @pytest.fixture(scope="module")
 def short_reranker(tiny_model: Path) -> Iterator[Reranker]:
-    with Reranker(tiny_model, device="cpu", max_length=120) as rr:
+    with Reranker(tiny_model, device="cpu", dtype="float32", max_length=120) as rr:
         yield rr
 
 

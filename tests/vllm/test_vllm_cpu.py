@@ -53,7 +53,7 @@ def test_the_vllm_engine_scores_what_the_torch_engine_scores(
     run_child(vllm_python, HERE / "vllm_child.py", *child_args, stdin=json.dumps(BATCHES), log=log)
     out = json.loads(result.read_text())
     assert out["engine"] == "VllmEngine"
-    with Reranker(vllm_model, device="cpu", max_length=MAX_LENGTH) as torch_rr:
+    with Reranker(vllm_model, device="cpu", dtype="float32", max_length=MAX_LENGTH) as torch_rr:
         want = [results(torch_rr, batch) for batch in BATCHES]
     assert any(r["truncated"] for r in want[0][0])  # the long document was cut
     for got, expected in zip(out["batches"], want, strict=True):
@@ -66,7 +66,7 @@ def test_our_client_gets_the_torch_engines_scores_from_vllm_serve(
     vllm_server: str, vllm_model: Path, api: str
 ) -> None:
     """vLLM's server scores what it is sent: the client applies the Qwen3 template."""
-    with Reranker(vllm_model, device="cpu") as torch_rr:
+    with Reranker(vllm_model, device="cpu", dtype="float32") as torch_rr:
         want = [results(torch_rr, batch) for batch in BATCHES]
     # every pair fits vLLM's 512
     assert not any(r["truncated"] for batch in want for ranked in batch for r in ranked)

@@ -67,8 +67,9 @@ class TorchOptions:
     """``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``, a ``torch.device``, or ``None``: CUDA
     when available, else CPU."""
     dtype: Any = None
-    """``"float32"``, ``"bfloat16"``, ``"float16"`` or a torch dtype; ``None``: float32 on CPU,
-    bfloat16 elsewhere. Scores are always computed in fp32."""
+    """``"float32"``, ``"bfloat16"``, ``"float16"`` or a torch dtype; ``None``: bfloat16, except
+    float32 on a CPU without bfloat16 instructions (AVX512-BF16 or AMX), where torch emulates
+    bfloat16 slower than float32. Scores are always computed in fp32."""
     max_length: int = DEFAULT_MAX_LENGTH
     """Most tokens per pair, template included; longer documents are truncated."""
     max_batch_tokens: int | None = None
