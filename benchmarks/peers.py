@@ -394,9 +394,9 @@ ROWS: dict[str, Callable[[str, str], Row]] = {
     "card": card,
     "transformers": transformers,
     "reference_fp32": reference_fp32,
-    # on a CPU, where every row above computes in float32 (the rows below are what a CPU with
-    # native bf16 instructions gives each, and how transformers 5 and vLLM load the checkpoint)
-    "ours_bf16": lambda m, d: ours(m, d, dtype="bfloat16"),
+    # on a CPU, where the peers above compute in float32 and ours in bf16 where the CPU has bf16
+    # instructions: each in the other dtype (transformers 5 and vLLM load the checkpoint in bf16)
+    "ours_fp32": lambda m, d: ours(m, d, dtype="float32"),
     "card_bf16": lambda m, d: card(m, d, torch.bfloat16),
     "transformers_bf16": lambda m, d: transformers(m, d, torch.bfloat16),
     "sentence_transformers_bf16": lambda m, d: sentence_transformers(m, d, torch.bfloat16),
