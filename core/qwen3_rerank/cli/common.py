@@ -78,7 +78,11 @@ def add_engine_arguments(parser: argparse.ArgumentParser, model_required: bool =
     group.add_argument("--model", "-m", required=model_required, help="Hub id or local folder")
     group.add_argument("--engine", default="auto", help="auto (torch) | torch | vllm")
     group.add_argument("--device", help="cpu | cuda | cuda:N (default: CUDA if available)")
-    group.add_argument("--dtype", help="float32 | bfloat16 | float16")
+    group.add_argument(
+        "--dtype",
+        help="float32 | bfloat16 | float16 (default: bfloat16; float32 on a CPU without bf16 "
+        "instructions)",
+    )
     group.add_argument("--max-length", type=positive_int, default=8192, help="tokens per pair")
     group.add_argument("--max-batch-tokens", type=positive_int, help="tokens per forward pass")
     group.add_argument("--max-memory", help="torch engine: device memory cap, e.g. 1.5GiB")
