@@ -138,7 +138,8 @@ def timing(run: dict[str, Any]) -> str:
         return (
             f"Each workload is one query; p50 ms: the median of {run['passes']} timed call(s) "
             "on fresh inputs after a warm-up call, pairs/s: its documents over that time; rows "
-            "are ranked by it. Peak RSS: the row's process, model included."
+            "are ranked by it. Peak RSS: the row's process and those it starts (vLLM's engine), "
+            "model included."
         )
     return (
         f"pairs/s: the best of {run['passes']} calls on fresh inputs after a warm-up, the "
