@@ -387,6 +387,8 @@ ROWS: dict[str, Callable[[str, str], Row]] = {
     "ours": ours,
     # the engine capped at 1.5 GiB of device memory, weights included (0.6B)
     "ours_max_memory": lambda m, d: ours(m, d, max_memory="1.5GiB"),
+    # attention through vLLM's FlashAttention-3 build (Hopper, vLLM installed)
+    "ours_fa3": lambda m, d: ours(m, d, attention="fa3"),
     "vllm_best": vllm_best,
     "vllm_score": vllm_score,
     "vllm_serve": vllm_serve,

@@ -79,6 +79,7 @@ def test_options_object_and_keywords_over_it(tiny_model: Path) -> None:
     ("fields", "match"),
     [
         ({"attention": "flash"}, "attention='flash' cannot run here: needs CUDA"),
+        ({"attention": "fa3"}, "attention='fa3' cannot run here: needs CUDA"),
         ({"fused_mlp": True}, "fused_mlp=True cannot run here"),
         ({"cuda_graphs": True}, "cuda_graphs=True needs device='cuda'"),
     ],

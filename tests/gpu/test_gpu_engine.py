@@ -175,6 +175,21 @@ def test_flash_attention_fallback_scores_like_the_prefix_kernel(model_06b: Path)
     assert max(abs(a - b) for a, b in zip(prefix, flash, strict=True)) <= 0.01
 
 
+def test_vllm_flash_attention_3_scores_like_the_prefix_kernel(model_06b: Path) -> None:
+    """Where vLLM is installed on a Hopper GPU, its FlashAttention-3 build runs through the same
+    compiled graph: the same scores as our kernel up to bf16 noise, on short and long
+    documents."""
+    pytest.importorskip("vllm.vllm_flash_attn", reason="needs vLLM")
+    queries, docs = workload(3)
+    long_docs = [" ".join([d] * 8) for d in docs[1][:12]]
+    with Reranker(model_06b, device="cuda") as rr:
+        prefix = rr.score(queries[0], docs[0]) + rr.score(queries[1], long_docs)
+    with Reranker(model_06b, device="cuda", attention="fa3") as rr:
+        assert rr.engine.attention == "fa3"  # type: ignore[attr-defined]
+        fa3 = rr.score(queries[0], docs[0]) + rr.score(queries[1], long_docs)
+    assert max(abs(a - b) for a, b in zip(prefix, fa3, strict=True)) <= 0.01
+
+
 def test_unfused_mlp_scores_like_the_gated_mlp_kernel(model_06b: Path) -> None:
     """The fused gate/up + SiLU kernel and cuBLAS + inductor's kernel give the same scores up
     to bf16 noise (the contract's 1e-2), through the same compiled graph and CUDA graphs. On

@@ -1,9 +1,10 @@
-"""Which attention runs over the packed rows: four backends, and :func:`select`.
+"""Which attention runs over the packed rows: five backends, and :func:`select`.
 
 Every backend takes the packed rows' queries ``q [R, H, D]`` and keys and values
 ``k, v [T, KV, D]``; the batch says which keys each query row sees. ``loop`` is the reference
 (one SDPA call per sequence); ``grouped`` pads sequences of similar length into a few SDPA
 calls (CPU); ``flash`` is the FlashAttention-2 varlen kernel PyTorch ships (CUDA, 16-bit);
+``fa3`` is FlashAttention-3 as vLLM builds it (Hopper GPUs, where vLLM is installed);
 ``prefix`` is our Triton kernel, which reads each document's shared prefix in place.
 """
 
@@ -220,6 +221,73 @@ class FlashAttention(AttentionBackend):
         return "needs float16 or bfloat16" if dtype == torch.float32 else None
 
 
+@torch.library.custom_op("qwen3_rerank::vllm_fa3_varlen", mutates_args=())
+def _vllm_fa3(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    cu_q: torch.Tensor,
+    cu_k: torch.Tensor,
+    max_q: int,
+    max_k: int,
+    scale: float,
+) -> torch.Tensor:
+    """vLLM's FlashAttention-3 varlen forward as a PyTorch custom op: ``torch.compile`` cannot
+    trace into vLLM's extension, and sees the fake below instead."""
+    from vllm.vllm_flash_attn import flash_attn_varlen_func
+
+    out: torch.Tensor = flash_attn_varlen_func(
+        q,
+        k,
+        v,
+        max_q,
+        cu_q,
+        max_k,
+        cu_seqlens_k=cu_k,
+        softmax_scale=scale,
+        causal=True,
+        fa_version=3,
+    )
+    return out
+
+
+@_vllm_fa3.register_fake
+def _(q: torch.Tensor, *_: Any) -> torch.Tensor:
+    return torch.empty_like(q)
+
+
+def _fa3(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    scale: float,
+    key_index: torch.Tensor,
+    lengths: tuple[Any, ...],
+) -> torch.Tensor:
+    cu_q, cu_k, max_q, max_k = lengths
+    out: torch.Tensor = _vllm_fa3(q, k[key_index], v[key_index], cu_q, cu_k, max_q, max_k, scale)
+    return out
+
+
+class VllmFlashAttention3(FlashAttention):
+    """FlashAttention-3 varlen as vLLM ships it (Hopper, 16-bit; vLLM installed): causal masks
+    aligned bottom-right, each sequence's keys gathered first, as for ``flash``."""
+
+    name = "fa3"
+    kernel = staticmethod(_fa3)
+
+    def unavailable(self, device: torch.device, dtype: torch.dtype) -> str | None:
+        why_not = super().unavailable(device, dtype)
+        if why_not is not None:
+            return why_not
+        try:
+            from vllm.vllm_flash_attn import fa_version_unsupported_reason
+        except ImportError as exc:
+            return f"needs vLLM's FlashAttention build ({exc})"
+        reason: str | None = fa_version_unsupported_reason(3)
+        return reason
+
+
 def _prefix(
     q: torch.Tensor,
     k: torch.Tensor,
@@ -255,13 +323,14 @@ class PrefixAttention(AttentionBackend):
         return None
 
 
-LOOP, GROUPED, FLASH, PREFIX = (
+LOOP, GROUPED, FLASH, FA3, PREFIX = (
     LoopAttention(),
     GroupedAttention(),
     FlashAttention(),
+    VllmFlashAttention3(),
     PrefixAttention(),
 )
-BACKENDS: dict[str, AttentionBackend] = {b.name: b for b in (PREFIX, FLASH, GROUPED, LOOP)}
+BACKENDS: dict[str, AttentionBackend] = {b.name: b for b in (PREFIX, FA3, FLASH, GROUPED, LOOP)}
 
 
 def eager_attend(

@@ -15,7 +15,7 @@ from ...prompt import DEFAULT_MAX_LENGTH
 
 __all__ = ["ATTENTION_BACKENDS", "TOKENIZE_MODES", "TorchOptions", "parse_bytes"]
 
-ATTENTION_BACKENDS = ("auto", "prefix", "flash", "grouped", "loop")
+ATTENTION_BACKENDS = ("auto", "prefix", "fa3", "flash", "grouped", "loop")
 TOKENIZE_MODES = ("auto", "inline", "thread")
 QUANTIZATIONS = (None, "fp8")
 DEVICE_TYPES = ("cpu", "cuda", "mps")
@@ -89,8 +89,9 @@ class TorchOptions:
     """Replay batches as CUDA graphs; ``None``: on CUDA when compiling, with the prefix
     attention kernel and no ``max_memory`` (a graph's memory pool stays reserved)."""
     attention: str = "auto"
-    """``"prefix"`` (our Triton kernel), ``"flash"`` (PyTorch's FlashAttention varlen, CUDA,
-    16-bit), ``"grouped"`` (padded SDPA over groups of similar length), ``"loop"`` (SDPA per
+    """``"prefix"`` (our Triton kernel), ``"fa3"`` (vLLM's FlashAttention-3 build: Hopper,
+    16-bit, vLLM installed), ``"flash"`` (PyTorch's FlashAttention varlen, CUDA, 16-bit),
+    ``"grouped"`` (padded SDPA over groups of similar length), ``"loop"`` (SDPA per
     sequence), or ``"auto"``: grouped on CPU, else the first of prefix and flash that agrees
     with the loop on small batches at start-up, else the loop."""
     fused_mlp: bool | None = None
