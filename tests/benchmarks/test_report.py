@@ -140,6 +140,27 @@ def test_parts_of_a_run_are_named_and_a_peer_from_another_part_is_marked(tmp_pat
     assert "| 1000.0 | vllm_serve (another run) | 800.0 | **1.25x** |" in summary
 
 
+def test_a_repeat_with_more_timed_calls_speaks_for_its_workload(tmp_path: Path) -> None:
+    """A workload timed again with more calls (one call each had left ours and a peer within
+    the machine's spread): its ours is compared, against the same peer as that repeat measured
+    it, and the parts' call counts are named."""
+    first = run_json(
+        "cpu",
+        {"ours": figures(0.0906, 44_169.0), "st_bf16": figures(0.0888, 45_032.0)},
+    )
+    second = run_json(
+        "cpu",
+        {"ours": figures(0.1078, 37_945.0), "st_bf16": figures(0.0885, 45_471.0)},
+    )
+    second["passes"] = 3
+    report_parts(tmp_path, first, second)
+    table = (tmp_path / "cpu.md").read_text()
+    assert "TFLOP/s, 1 timed call(s))" in table
+    assert "TFLOP/s, 3 timed call(s))" in table
+    line = next(x for x in table.splitlines() if x.startswith("| 0.6b | w |"))
+    assert "| 0.108 (part2) | st_bf16 (part2) | 0.0885 | **1.20x** | 37945.0 |" in line
+
+
 def test_our_server_is_compared_with_servers_of_its_own_run(tmp_path: Path) -> None:
     """servers.md: ours_serve against the fastest other server measured in the same part, never
     one from another part (a faster host there would make the ratio meaningless)."""
