@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -89,6 +90,14 @@ def test_asking_for_what_the_cpu_cannot_do(
 ) -> None:
     with pytest.raises(ConfigurationError, match=match):
         Reranker(tiny_model, device="cpu", **fields)  # type: ignore[arg-type]
+
+
+def test_the_prefix_kernel_refuses_bf16_in_tritons_interpreter(tiny_model: Path) -> None:
+    """On CPU the prefix kernel runs only in Triton's interpreter, whose bfloat16 products are
+    wrong: asked for in bf16 it is refused, not run into wrong scores."""
+    assert os.environ.get("TRITON_INTERPRET") == "1"  # the test session's (conftest)
+    with pytest.raises(ConfigurationError, match="interpreter computes bfloat16 products wrongly"):
+        Reranker(tiny_model, device="cpu", dtype="bfloat16", attention="prefix")
 
 
 def test_knobs_choose_the_strategy_and_keep_the_scores(

@@ -320,6 +320,9 @@ class PrefixAttention(AttentionBackend):
             return "Triton is not installed"
         if device.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
             return "needs CUDA (or Triton's interpreter: TRITON_INTERPRET=1)"
+        if device.type != "cuda" and dtype == torch.bfloat16:
+            # the interpreter multiplies bfloat16's bit patterns (triton-lang/triton#11584)
+            return "Triton's interpreter computes bfloat16 products wrongly: use float32"
         return None
 
 
