@@ -193,15 +193,21 @@ def _causal_group(batch: PackedBatch, seq: int, device: torch.device) -> Attenti
     )
 
 
-def _flash(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    scale: float,
-    key_index: torch.Tensor,
-    lengths: tuple[Any, ...],
-) -> torch.Tensor:
-    return flash_attention_varlen(q, k[key_index], v[key_index], lengths, scale)
+def _gathered(varlen: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+    """A kernel in the all-layers convention that gathers each sequence's keys and values
+    (prefix rows repeated per document), then runs ``varlen(q, k, v, lengths, scale)``."""
+
+    def kernel(
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        scale: float,
+        key_index: torch.Tensor,
+        lengths: tuple[Any, ...],
+    ) -> torch.Tensor:
+        return varlen(q, k[key_index], v[key_index], lengths, scale)
+
+    return kernel
 
 
 class FlashAttention(AttentionBackend):
@@ -210,7 +216,7 @@ class FlashAttention(AttentionBackend):
     document)."""
 
     name = "flash"
-    kernel = staticmethod(_flash)
+    kernel = staticmethod(_gathered(flash_attention_varlen))
 
     def kernel_args(self, batch: PackedBatch) -> tuple[Any, ...]:
         return batch.key_index, (batch.cu_q, batch.cu_k, batch.max_q, batch.max_k)
@@ -256,16 +262,11 @@ def _(q: torch.Tensor, *_: Any) -> torch.Tensor:
     return torch.empty_like(q)
 
 
-def _fa3(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    scale: float,
-    key_index: torch.Tensor,
-    lengths: tuple[Any, ...],
+def _vllm_fa3_varlen(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, lengths: tuple[Any, ...], scale: float
 ) -> torch.Tensor:
     cu_q, cu_k, max_q, max_k = lengths
-    out: torch.Tensor = _vllm_fa3(q, k[key_index], v[key_index], cu_q, cu_k, max_q, max_k, scale)
+    out: torch.Tensor = _vllm_fa3(q, k, v, cu_q, cu_k, max_q, max_k, scale)
     return out
 
 
@@ -274,7 +275,7 @@ class VllmFlashAttention3(FlashAttention):
     aligned bottom-right, each sequence's keys gathered first, as for ``flash``."""
 
     name = "fa3"
-    kernel = staticmethod(_fa3)
+    kernel = staticmethod(_gathered(_vllm_fa3_varlen))
 
     def unavailable(self, device: torch.device, dtype: torch.dtype) -> str | None:
         why_not = super().unavailable(device, dtype)
