@@ -175,7 +175,7 @@ def test_flash_attention_fallback_scores_like_the_prefix_kernel(model_06b: Path)
     assert max(abs(a - b) for a, b in zip(prefix, flash, strict=True)) <= 0.01
 
 
-def test_vllm_flash_attention_3_scores_like_the_prefix_kernel(model_06b: Path) -> None:
+def test_fa3_scores_like_the_prefix_kernel(model_06b: Path) -> None:
     """Where vLLM is installed on a Hopper GPU, its FlashAttention-3 build runs through the same
     compiled graph: the same scores as our kernel up to bf16 noise, on short and long
     documents."""
