@@ -133,10 +133,14 @@ def fmt_rate(value: float | None) -> str:
     return fmt(value, ".1f" if value is not None and value >= 100 else ".3g")
 
 
+def passes_differ(run: dict[str, Any]) -> bool:
+    """Whether the runs merged into ``run`` timed different numbers of calls a workload."""
+    return len({part["passes"] for part in run["parts"]}) > 1
+
+
 def timing(run: dict[str, Any]) -> str:
     """How the run timed its rows, in words."""
-    counts = {part["passes"] for part in run["parts"]}
-    calls = f"{run['passes']} timed call(s)" if len(counts) == 1 else "its run's timed calls"
+    calls = "its run's timed calls" if passes_differ(run) else f"{run['passes']} timed call(s)"
     if run["device_kind"] == "cpu":
         return (
             f"Each workload is one query; p50 ms: the median of {calls} on fresh inputs after "
@@ -155,7 +159,7 @@ def timing(run: dict[str, Any]) -> str:
 
 def header(run: dict[str, Any]) -> list[str]:
     def calls(part: dict[str, Any]) -> str:  # named where the runs timed different counts
-        return f", {part['passes']} timed call(s)" if len({p["passes"] for p in parts}) > 1 else ""
+        return f", {part['passes']} timed call(s)" if passes_differ(run) else ""
 
     versions = ", ".join(f"{k} {v}" for k, v in run["versions"].items() if v)
     parts = run["parts"]
