@@ -1,0 +1,132 @@
+"""Where a query's GPU time goes: the engine's kernels, grouped, for one workload.
+
+    python benchmarks/profile_kernels.py --model MODEL --out OUT [--workload long16x4000]
+                                         [--attention prefix,fa3]             # CUDA only
+
+For each ``attention`` option, one engine: two warm-up queries of the workload (its first query,
+at two seeds), then one fresh query under torch.profiler (CUDA kernels, CUDA-graph replays included). Kernel time is grouped
+by what the kernel does (its name: cuBLAS/CUTLASS matmuls, attention, Inductor's fused
+element-wise code, copies and gathers, the rest) against the query's wall time, and the
+matmul's share is turned into TFLOP/s from the dense FLOPs of the projections and MLP. Writes
+OUT/kernels.json and OUT/kernels.md; the top kernels are listed by name.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+# first match wins: attention kernels can contain "gemm"-like words, so they go first
+GROUPS = [
+    ("attention", re.compile(r"prefix_attention|flash|fmha|attn|_attend", re.I)),
+    ("matmul", re.compile(r"gemm|cutlass|nvjet|xmma|cublas|sm90_|sm100_|gated_mlp", re.I)),
+    ("copy/gather", re.compile(r"copy|gather|index|scatter|cat_|memcpy|memset", re.I)),
+    ("fused element-wise (Inductor)", re.compile(r"^triton_", re.I)),
+]
+
+
+def group_of(name: str) -> str:
+    return next((group for group, pattern in GROUPS if pattern.search(name)), "other")
+
+
+def linear_flops(config: dict[str, Any], tokens: int) -> float:
+    """Dense FLOPs of the projections and MLP over ``tokens`` rows (attention's own excluded)."""
+    hidden, inter = config["hidden_size"], config["intermediate_size"]
+    heads, kv, dim = config["num_attention_heads"], config["num_key_value_heads"], config["head_dim"]
+    per_layer = hidden * (heads + 2 * kv) * dim + heads * dim * hidden + 3 * hidden * inter
+    return 2.0 * per_layer * config["num_hidden_layers"] * tokens
+
+
+def profile_option(model: str, attention: str, workload: str) -> dict[str, Any]:
+    from transformers import AutoTokenizer
+
+    from qwen3_rerank import ConfigurationError, Reranker
+    from qwen3_rerank.workloads import build
+
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    # the first query of the workload at seeds 1, 2 (warm-up) and 3 (profiled): fresh inputs
+    queries = [build(tokenizer, seed, [workload])[workload].items()[0] for seed in (1, 2, 3)]
+    options: dict[str, Any] = {} if attention == "auto" else {"attention": attention}
+    try:
+        reranker = Reranker(model, device="cuda", **options)
+    except ConfigurationError as exc:
+        return {"error": str(exc)[:300]}
+    with reranker:
+        for query, documents in queries[:2]:
+            reranker.score(query, documents)
+        query, documents = queries[2]
+        torch.cuda.synchronize()
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            start = time.perf_counter()
+            reranker.score(query, documents)
+            torch.cuda.synchronize()
+            wall_ms = (time.perf_counter() - start) * 1e3
+    per_kernel: dict[str, float] = defaultdict(float)
+    for event in prof.events():
+        if event.device_type == torch.autograd.DeviceType.CUDA:
+            per_kernel[event.name] += event.device_time_total / 1e3
+    groups: dict[str, float] = defaultdict(float)
+    for name, ms in per_kernel.items():
+        groups[group_of(name)] += ms
+    tokens = sum(len(ids) for ids in tokenizer([f"{query} {d}" for d in documents]).input_ids)
+    config = json.loads((Path(model) / "config.json").read_text())
+    matmul_ms = groups.get("matmul", 0.0)
+    top = sorted(per_kernel.items(), key=lambda kv: -kv[1])[:15]
+    return {
+        "wall_ms": round(wall_ms, 2),
+        "kernel_ms": round(sum(per_kernel.values()), 2),
+        "groups_ms": {k: round(v, 2) for k, v in sorted(groups.items(), key=lambda kv: -kv[1])},
+        "approx_tokens": tokens,
+        "matmul_tflops": round(linear_flops(config, tokens) / matmul_ms / 1e9, 1)
+        if matmul_ms
+        else None,
+        "top_kernels_ms": [[name[:120], round(ms, 2)] for name, ms in top],
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--workload", default="long16x4000")
+    parser.add_argument("--attention", default="prefix,fa3", help="attention options, in turn")
+    args = parser.parse_args()
+    result: dict[str, Any] = {
+        "device": torch.cuda.get_device_name(),
+        "torch": torch.__version__,
+        "workload": args.workload,
+    }
+    lines = [f"# Kernel time of one `{args.workload}` query, {result['device']}", ""]
+    for attention in args.attention.split(","):
+        got = result[attention] = profile_option(args.model, attention, args.workload)
+        print(attention, json.dumps(got)[:600], flush=True)
+        lines += [f"## attention={attention}", ""]
+        if "error" in got:
+            lines += [got["error"], ""]
+            continue
+        lines += [f"wall {got['wall_ms']} ms, kernels {got['kernel_ms']} ms, "
+                  f"projections and MLP at {got['matmul_tflops']} TFLOP/s", ""]
+        lines += ["| group | ms |", "|---|---|"]
+        lines += [f"| {g} | {ms} |" for g, ms in got["groups_ms"].items()]
+        lines += ["", "| kernel | ms |", "|---|---|"]
+        lines += [f"| `{name}` | {ms} |" for name, ms in got["top_kernels_ms"]]
+        lines.append("")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "kernels.json").write_text(json.dumps(result, indent=1))
+    (out / "kernels.md").write_text("\n".join(lines) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
