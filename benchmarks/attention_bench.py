@@ -8,8 +8,9 @@ Qwen3-Reranker-0.6B's heads (16 query heads, 8 key/value heads, head size 128), 
 - ours_prefix: the engine's Triton kernel on its packed layout (template head and query prefix
   laid out once, every document attending to them), no gathers;
 - ours_flash: the engine's FlashAttention-2 varlen path (PyTorch's kernel, with its gathers);
-- ours_fa3: the engine's FlashAttention-3 path (vLLM's build), where vLLM is importable: the
-  packed keys read in place through a table of one-row pages (each sequence's key rows);
+- ours_fa3: the engine's FlashAttention-3 path (vLLM's build, with the same gathers), where
+  vLLM is importable; ours_fa3_paged: that kernel reading the packed keys in place instead,
+  through a block table of one-row pages (each sequence's key rows), no gathers;
 - cudnn_gathered(_expanded): cuDNN through PyTorch's SDPA on the same packed rows, gathers
   included (each document's keys, and its queries at the same rows, into a padded dense batch),
   key/value heads shared or copied out; and its first call at new shapes (a graph per shape);
@@ -78,7 +79,32 @@ def engine_kernels() -> tuple[Callable[..., Any], Callable[..., Any], dict[str, 
         and BACKENDS["fa3"].unavailable(torch.device("cuda"), torch.bfloat16) is None
     ):
         kernels["ours_fa3"] = BACKENDS["fa3"]
+        kernels["ours_fa3_paged"] = fa3_paged
     return pack, on_device, kernels
+
+
+def fa3_paged(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, batch: Any, scale: float) -> Any:
+    """vLLM's FlashAttention-3 over the packed keys in place: pages of one row, each
+    sequence's block table its key rows (the table is built per call, as an engine would)."""
+    from vllm.vllm_flash_attn import flash_attn_varlen_func
+
+    lk = batch.cu_k[1:] - batch.cu_k[:-1]
+    cols = torch.arange(batch.max_k, device=k.device)
+    where = (batch.cu_k[:-1, None] + cols).clamp(max=len(batch.key_index) - 1)
+    table = torch.where(cols < lk[:, None], batch.key_index[where], 0).to(torch.int32)
+    return flash_attn_varlen_func(
+        q,
+        k[:, None],
+        v[:, None],
+        batch.max_q,
+        batch.cu_q,
+        batch.max_k,
+        seqused_k=lk.to(torch.int32),
+        block_table=table,
+        softmax_scale=scale,
+        causal=True,
+        fa_version=3,
+    )
 
 
 def causal_flops(docs: int, length: int) -> float:

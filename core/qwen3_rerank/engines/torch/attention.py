@@ -227,31 +227,29 @@ class FlashAttention(AttentionBackend):
         return "needs float16 or bfloat16" if dtype == torch.float32 else None
 
 
-@torch.library.custom_op("qwen3_rerank::vllm_fa3_paged", mutates_args=())
+@torch.library.custom_op("qwen3_rerank::vllm_fa3_varlen", mutates_args=())
 def _vllm_fa3(
     q: torch.Tensor,
     k: torch.Tensor,
     v: torch.Tensor,
-    scale: float,
-    pages: torch.Tensor,
     cu_q: torch.Tensor,
-    seqused_k: torch.Tensor,
+    cu_k: torch.Tensor,
     max_q: int,
+    max_k: int,
+    scale: float,
 ) -> torch.Tensor:
-    """vLLM's FlashAttention-3 varlen forward as a PyTorch custom op (``torch.compile`` cannot
-    trace into vLLM's extension, and sees the fake below instead), reading the packed keys in
-    place: each packed row is a page of its own, and ``pages`` lists each sequence's rows."""
+    """vLLM's FlashAttention-3 varlen forward as a PyTorch custom op: ``torch.compile`` cannot
+    trace into vLLM's extension, and sees the fake below instead."""
     from vllm.vllm_flash_attn import flash_attn_varlen_func
 
     out: torch.Tensor = flash_attn_varlen_func(
         q,
-        k[:, None],
-        v[:, None],
+        k,
+        v,
         max_q,
         cu_q,
-        pages.shape[1],
-        seqused_k=seqused_k,
-        block_table=pages,
+        max_k,
+        cu_seqlens_k=cu_k,
         softmax_scale=scale,
         causal=True,
         fa_version=3,
@@ -264,27 +262,20 @@ def _(q: torch.Tensor, *_: Any) -> torch.Tensor:
     return torch.empty_like(q)
 
 
-def page_table(batch: PackedBatch) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each sequence's key rows as a table of one-row pages ``[S, max_k]`` (int32, zeros past
-    its keys) and its key count: the paged-KV form of ``key_index``."""
-    lengths = batch.cu_k[1:] - batch.cu_k[:-1]
-    cols = torch.arange(batch.max_k, device=batch.key_index.device)
-    at = (batch.cu_k[:-1, None] + cols).clamp(max=len(batch.key_index) - 1)
-    pages = torch.where(cols < lengths[:, None], batch.key_index[at], 0).to(torch.int32)
-    return pages, lengths.to(torch.int32)
+def _vllm_fa3_varlen(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, lengths: tuple[Any, ...], scale: float
+) -> torch.Tensor:
+    cu_q, cu_k, max_q, max_k = lengths
+    out: torch.Tensor = _vllm_fa3(q, k, v, cu_q, cu_k, max_q, max_k, scale)
+    return out
 
 
 class VllmFlashAttention3(FlashAttention):
     """FlashAttention-3 varlen as vLLM ships it (Hopper, 16-bit; vLLM installed): causal masks
-    aligned bottom-right, keys read in place through a table of one-row pages (no gathers)."""
+    aligned bottom-right, each sequence's keys gathered first, as for ``flash``."""
 
     name = "fa3"
-    kernel = staticmethod(_vllm_fa3)
-    gathers_keys = False
-
-    def kernel_args(self, batch: PackedBatch) -> tuple[Any, ...]:
-        pages, seqused_k = page_table(batch)
-        return pages, batch.cu_q, seqused_k, batch.max_q
+    kernel = staticmethod(_gathered(_vllm_fa3_varlen))
 
     def unavailable(self, device: torch.device, dtype: torch.dtype) -> str | None:
         why_not = super().unavailable(device, dtype)
