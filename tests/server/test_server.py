@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from qwen3_rerank import Reranker
+from qwen3_rerank.errors import RemoteStatusError
 
 from .serving import (
     AUTH,
@@ -53,6 +54,39 @@ def test_real_client_in_each_dialect_equals_in_process(
     want = reranker.score(QUERY, DOCS)
     assert got == pytest.approx(want, abs=1e-5)
     assert [r.index for r in ranked] == [r.index for r in reranker.rerank(QUERY, DOCS, top_n=3)]
+
+
+KEY_VARIABLES = ("QWEN3_RERANK_API_KEY", "VLLM_API_KEY", "CO_API_KEY", "JINA_API_KEY")
+
+
+@pytest.mark.parametrize(
+    ("api", "variable"),
+    [
+        ("qwen3", "QWEN3_RERANK_API_KEY"),
+        ("vllm", "VLLM_API_KEY"),
+        ("cohere", "CO_API_KEY"),
+        ("jina", "JINA_API_KEY"),
+    ],
+)
+def test_without_api_key_the_client_sends_its_apis_key_variable(
+    served: str, reranker: Reranker, monkeypatch: pytest.MonkeyPatch, api: str, variable: str
+) -> None:
+    """The key comes from the variable that API's own tools read (ours: the one `serve`
+    reads); only that API's: another API's variable is never sent. A key passed wins."""
+    for name in KEY_VARIABLES:
+        monkeypatch.setenv(name, "not-this-one")
+    monkeypatch.setenv(variable, KEY)
+    with Reranker.remote(served, api=api) as remote:  # type: ignore[arg-type]
+        assert remote.score(QUERY, DOCS) == pytest.approx(reranker.score(QUERY, DOCS), abs=1e-5)
+    for refused_with in ({"api_key": "wrong"}, {}):  # a wrong key passed; then no variable
+        if not refused_with:
+            monkeypatch.delenv(variable)
+        with (
+            Reranker.remote(served, api=api, **refused_with) as remote,  # type: ignore[arg-type]
+            pytest.raises(RemoteStatusError) as refused,
+        ):
+            remote.score(QUERY, DOCS)
+        assert refused.value.status_code == 401
 
 
 def test_the_client_learns_the_servers_document_limit(served: str, reranker: Reranker) -> None:

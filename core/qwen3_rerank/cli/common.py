@@ -69,7 +69,11 @@ def add_remote_arguments(parser: argparse.ArgumentParser, url_help: str) -> None
     group = parser.add_argument_group("remote server")
     group.add_argument("--url", help=url_help)
     group.add_argument("--api", default="qwen3", help="API dialect (default qwen3)")
-    group.add_argument("--api-key", help="sent as 'Authorization: Bearer KEY'")
+    group.add_argument(
+        "--api-key",
+        help="sent as 'Authorization: Bearer KEY' (default: the API's environment variable, "
+        "e.g. QWEN3_RERANK_API_KEY for --api qwen3)",
+    )
     group.add_argument("--max-documents", type=positive_int, help="documents per request at most")
 
 

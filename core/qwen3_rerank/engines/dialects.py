@@ -32,6 +32,7 @@ class Dialect:
     max_documents: int | None = None  # the server's own per-request limit, if it has one
     templated_by_client: bool = False  # the Qwen3 template must be applied before sending
     sends_instruction: bool = False  # the server takes an ``instruction`` field
+    api_key_env: str | None = None  # where its clients conventionally find the API key
 
     def parse(self, payload: Any, count: int) -> list[float]:
         """Scores in input order from a response body, validated against ``count`` documents."""
@@ -106,6 +107,7 @@ DIALECTS: dict[str, Dialect] = {
         "results",
         "relevance_score",
         sends_instruction=True,
+        api_key_env="QWEN3_RERANK_API_KEY",  # the variable `qwen3-rerank serve` reads
     ),
     "vllm": Dialect(
         "vllm",
@@ -114,6 +116,7 @@ DIALECTS: dict[str, Dialect] = {
         "results",
         "relevance_score",
         templated_by_client=True,
+        api_key_env="VLLM_API_KEY",  # the variable `vllm serve` reads
     ),
     "vllm-score": Dialect(
         "vllm-score",
@@ -122,6 +125,7 @@ DIALECTS: dict[str, Dialect] = {
         "data",
         "score",
         templated_by_client=True,
+        api_key_env="VLLM_API_KEY",
     ),
     "cohere": Dialect(
         "cohere",
@@ -129,6 +133,7 @@ DIALECTS: dict[str, Dialect] = {
         lambda q, d, m, i: _rerank_body(q, d, m),
         "results",
         "relevance_score",
+        api_key_env="CO_API_KEY",  # the cohere SDK's
     ),
     "jina": Dialect(
         "jina",
@@ -136,6 +141,7 @@ DIALECTS: dict[str, Dialect] = {
         lambda q, d, m, i: _rerank_body(q, d, m, return_documents=False),
         "results",
         "relevance_score",
+        api_key_env="JINA_API_KEY",  # LangChain's and LlamaIndex's Jina rerankers'
     ),
     "tei": Dialect(
         "tei",

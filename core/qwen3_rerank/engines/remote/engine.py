@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import os
 import threading
 from collections.abc import Coroutine, Sequence
 from typing import Any, NamedTuple, TypeVar
@@ -115,7 +116,10 @@ class RemoteEngine:
             if options.apply_template is None
             else options.apply_template
         )
-        headers = {"Authorization": f"Bearer {options.api_key}"} if options.api_key else {}
+        api_key = options.api_key
+        if api_key is None and self.dialect.api_key_env:
+            api_key = os.environ.get(self.dialect.api_key_env) or None
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._settings: dict[str, Any] = {
             "base_url": self.base_url,
             # one TLS context for all clients: building one loads the whole CA bundle

@@ -21,7 +21,10 @@ class RemoteOptions:
         api: ``"qwen3"`` (``qwen3-rerank serve``), ``"vllm"`` (``/v1/rerank``),
             ``"vllm-score"`` (``/score``), ``"cohere"`` (``/v2/rerank``), ``"jina"``, ``"tei"``
             or ``"infinity"``.
-        api_key: Sent as ``Authorization: Bearer <api_key>``.
+        api_key: Sent as ``Authorization: Bearer <api_key>``. ``None``: the API's usual
+            environment variable, if set: ``QWEN3_RERANK_API_KEY`` (``"qwen3"``, the one
+            ``qwen3-rerank serve`` reads), ``VLLM_API_KEY`` (the vLLM dialects),
+            ``CO_API_KEY`` (``"cohere"``), ``JINA_API_KEY`` (``"jina"``).
         timeout: Seconds per HTTP request.
         max_retries: Retries after the first try, for connection errors, timeouts, 429, 5xx.
         max_concurrency: Requests in flight at once, over all calls on this engine (sync
