@@ -8,8 +8,8 @@ at two seeds), three timed (the best counts), then one fresh query under torch.p
 kernels, CUDA-graph replays included). Kernel time is grouped by what the kernel does (by its
 name: cuBLAS/CUTLASS matmuls, attention, Inductor's fused norms and element-wise code, copies,
 the rest) against the query's wall time, and the matmuls' time is turned into TFLOP/s from the
-dense FLOPs of the projections and MLP. Writes OUT/kernels.json and OUT/kernels.md, with the
-top kernels by name.
+dense FLOPs of the projections and MLP; the gaps between kernels say where the GPU waited.
+Writes OUT/kernels.json and OUT/kernels.md, with the top kernels by name.
 """
 
 from __future__ import annotations
@@ -82,9 +82,11 @@ def profile_option(model: str, attention: str, workload: str) -> dict[str, Any]:
             torch.cuda.synchronize()
             wall_ms = (time.perf_counter() - start) * 1e3
     per_kernel: dict[str, float] = defaultdict(float)
+    spans: list[tuple[float, float]] = []  # each kernel's (start, end), microseconds
     for event in prof.events():
         if event.device_type == DeviceType.CUDA:
             per_kernel[event.name] += event.device_time_total / 1e3
+            spans.append((event.time_range.start, event.time_range.end))
     groups: dict[str, float] = defaultdict(float)
     for name, ms in per_kernel.items():
         groups[group_of(name)] += ms
@@ -103,6 +105,30 @@ def profile_option(model: str, attention: str, workload: str) -> dict[str, Any]:
         if matmul_ms
         else None,
         "top_kernels_ms": [[name[:120], round(ms, 2)] for name, ms in top],
+        **idle(spans),
+    }
+
+
+def idle(spans: list[tuple[float, float]]) -> dict[str, Any]:
+    """From the first kernel's start to the last one's end: how long that is, how much of it
+    no kernel ran, and the longest such gaps (ms, with when they began after the first
+    kernel): where the GPU waited for the host."""
+    if not spans:
+        return {}
+    spans.sort()
+    gaps, reach = [], spans[0][1]
+    for start, end in spans[1:]:
+        if start > reach:
+            gaps.append((reach, start - reach))
+        reach = max(reach, end)
+    first = spans[0][0]
+    return {
+        "gpu_span_ms": round((reach - first) / 1e3, 2),
+        "idle_in_span_ms": round(sum(g for _, g in gaps) / 1e3, 2),
+        "longest_gaps_ms": [
+            [round((at - first) / 1e3, 2), round(g / 1e3, 3)]
+            for at, g in sorted(gaps, key=lambda x: -x[1])[:8]
+        ],
     }
 
 
@@ -131,7 +157,9 @@ def main() -> int:
         lines += [
             f"best of 3 {got['best_of_3_ms']} ms ({got['pairs_per_s']} pairs/s); profiled: "
             f"wall {got['wall_ms']} ms, kernels {got['kernel_ms']} ms, "
-            f"projections and MLP at {got['matmul_tflops']} TFLOP/s",
+            f"projections and MLP at {got['matmul_tflops']} TFLOP/s; first kernel to last "
+            f"{got.get('gpu_span_ms')} ms, {got.get('idle_in_span_ms')} ms of it idle, longest "
+            f"gaps [after ms, ms] {got.get('longest_gaps_ms')}",
             "",
         ]
         lines += ["| group | ms |", "|---|---|"]
