@@ -7,6 +7,7 @@ import argparse
 import sys
 from typing import Any
 
+from ..engines.dialects import SERVER_API_KEY_ENV
 from ..ray.cli import add_serve_ray_arguments
 from .common import (
     UsageError,
@@ -17,8 +18,6 @@ from .common import (
 )
 
 __all__ = ["add_command", "run"]
-
-API_KEY_ENV = "QWEN3_RERANK_API_KEY"
 
 
 def add_command(commands: Any) -> None:
@@ -33,7 +32,7 @@ def add_command(commands: Any) -> None:
     serve.add_argument("--port", type=positive_int, default=8000)
     serve.add_argument(
         "--api-key",
-        help=f"require 'Authorization: Bearer KEY' (better: the {API_KEY_ENV} environment "
+        help=f"require 'Authorization: Bearer KEY' (better: the {SERVER_API_KEY_ENV} environment "
         "variable or --api-key-file, which stay out of the process list)",
     )
     serve.add_argument("--api-key-file", help="read the API key from this file")
@@ -142,8 +141,8 @@ def _serve_api_key(args: argparse.Namespace) -> str | None:
     elif args.api_key_file is not None:
         with open(args.api_key_file, encoding="utf-8") as f:
             key, where = f.read().strip(), f"--api-key-file {args.api_key_file}"
-    elif API_KEY_ENV in os.environ:
-        key, where = os.environ[API_KEY_ENV], API_KEY_ENV
+    elif SERVER_API_KEY_ENV in os.environ:
+        key, where = os.environ[SERVER_API_KEY_ENV], SERVER_API_KEY_ENV
     else:
         return None
     if not key.strip():

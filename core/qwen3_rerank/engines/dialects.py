@@ -14,7 +14,9 @@ from typing import Any
 
 from ..errors import InvalidResponseError, clip
 
-__all__ = ["DIALECTS", "Dialect"]
+__all__ = ["DIALECTS", "SERVER_API_KEY_ENV", "Dialect"]
+
+SERVER_API_KEY_ENV = "QWEN3_RERANK_API_KEY"  # `qwen3-rerank serve` reads it, our client sends it
 
 Build = Callable[[str, Sequence[str], "str | None", str], dict[str, Any]]
 """(query, documents, model, instruction) -> request body."""
@@ -107,7 +109,7 @@ DIALECTS: dict[str, Dialect] = {
         "results",
         "relevance_score",
         sends_instruction=True,
-        api_key_env="QWEN3_RERANK_API_KEY",  # the variable `qwen3-rerank serve` reads
+        api_key_env=SERVER_API_KEY_ENV,
     ),
     "vllm": Dialect(
         "vllm",
