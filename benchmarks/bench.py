@@ -147,17 +147,23 @@ class TreeRss:
         return round(self._peak / 2**30, 3)
 
 
-def flops_per_pair(config: dict[str, Any], tokens: int) -> float:
-    """Dense FLOPs of one pair with no prefix reuse: weights (no embedding) and causal attention."""
-    h, inter, layers = (
-        config["hidden_size"],
-        config["intermediate_size"],
-        config["num_hidden_layers"],
-    )
+def linear_flops(config: dict[str, Any], tokens: int) -> float:
+    """Dense FLOPs of the projections and MLP over ``tokens`` rows (no embedding, no attention)."""
+    h, inter = config["hidden_size"], config["intermediate_size"]
     heads, kv, hd = config["num_attention_heads"], config["num_key_value_heads"], config["head_dim"]
     per_layer = h * (heads + 2 * kv) * hd + heads * hd * h + 3 * h * inter
+    return 2.0 * per_layer * config["num_hidden_layers"] * tokens
+
+
+def flops_per_pair(config: dict[str, Any], tokens: int) -> float:
+    """Dense FLOPs of one pair with no prefix reuse: weights (no embedding) and causal attention."""
+    heads, hd, layers = (
+        config["num_attention_heads"],
+        config["head_dim"],
+        config["num_hidden_layers"],
+    )
     attention = 2 * layers * heads * hd * tokens * (tokens + 1)  # QK^T and AV, causal half
-    return 2.0 * per_layer * layers * tokens + attention
+    return linear_flops(config, tokens) + attention
 
 
 def workload_flops(model: str, tokenizer: Any, name: str) -> float:

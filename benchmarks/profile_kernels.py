@@ -26,6 +26,8 @@ import torch
 from torch.autograd import DeviceType  # type: ignore[attr-defined]
 from torch.profiler import ProfilerActivity, profile
 
+from bench import linear_flops  # benchmarks/, this script's folder
+
 # first match wins: attention kernels can contain "gemm"-like words, and Inductor names its
 # kernels after every op they fuse (the attention op they feed included)
 GROUPS = [
@@ -40,22 +42,12 @@ def group_of(name: str) -> str:
     return next((group for group, pattern in GROUPS if pattern.search(name)), "other")
 
 
-def linear_flops(config: dict[str, Any], tokens: int) -> float:
-    """Dense FLOPs of the projections and MLP over ``tokens`` rows (attention's own excluded)."""
-    hidden, inter = int(config["hidden_size"]), int(config["intermediate_size"])
-    heads, kv, dim = (
-        config["num_attention_heads"],
-        config["num_key_value_heads"],
-        config["head_dim"],
-    )
-    per_layer: int = hidden * (heads + 2 * kv) * dim + heads * dim * hidden + 3 * hidden * inter
-    return 2.0 * per_layer * int(config["num_hidden_layers"]) * tokens
-
-
 def profile_option(model: str, attention: str, workload: str) -> dict[str, Any]:
     from transformers import AutoTokenizer
 
     from qwen3_rerank import ConfigurationError, Reranker
+    from qwen3_rerank.prompt import DEFAULT_INSTRUCTION, PromptEncoder
+    from qwen3_rerank.tokenizing import batch_encoder
     from qwen3_rerank.workloads import build
 
     tokenizer = AutoTokenizer.from_pretrained(model)
@@ -90,7 +82,10 @@ def profile_option(model: str, attention: str, workload: str) -> dict[str, Any]:
     groups: dict[str, float] = defaultdict(float)
     for name, ms in per_kernel.items():
         groups[group_of(name)] += ms
-    tokens = sum(len(ids) for ids in tokenizer([f"{query} {d}" for d in documents]).input_ids)
+    # the rows the engine computes: the query's prefix once, then each document and suffix
+    encoded = PromptEncoder(batch_encoder(tokenizer)).encode(query, documents, DEFAULT_INSTRUCTION)
+    rows = len(encoded.query_ids)
+    rows += sum(len(ids) + len(encoded.suffix_ids) for ids in encoded.document_ids)
     config = json.loads((Path(model) / "config.json").read_text())
     matmul_ms = groups.get("matmul", 0.0)
     top = sorted(per_kernel.items(), key=lambda kv: -kv[1])[:15]
@@ -100,8 +95,8 @@ def profile_option(model: str, attention: str, workload: str) -> dict[str, Any]:
         "wall_ms": round(wall_ms, 2),
         "kernel_ms": round(sum(per_kernel.values()), 2),
         "groups_ms": {k: round(v, 2) for k, v in sorted(groups.items(), key=lambda kv: -kv[1])},
-        "approx_tokens": tokens,
-        "matmul_tflops": round(linear_flops(config, tokens) / matmul_ms / 1e9, 1)
+        "packed_rows": rows,
+        "matmul_tflops": round(linear_flops(config, rows) / matmul_ms / 1e9, 1)
         if matmul_ms
         else None,
         "top_kernels_ms": [[name[:120], round(ms, 2)] for name, ms in top],
@@ -115,7 +110,7 @@ def idle(spans: list[tuple[float, float]]) -> dict[str, Any]:
     kernel): where the GPU waited for the host."""
     if not spans:
         return {}
-    spans.sort()
+    spans = sorted(spans)
     gaps, reach = [], spans[0][1]
     for start, end in spans[1:]:
         if start > reach:
