@@ -261,6 +261,15 @@ def matmul_tflops(device: str) -> float:
     return round(2 * n**3 / best / 1e12, 3)
 
 
+def code_commit() -> str:
+    """The commit of the code that runs: ``BENCH_COMMIT`` where the checkout's git metadata is
+    not that code's (a working tree copied onto another machine), else the checkout's HEAD."""
+    head = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    return os.environ.get("BENCH_COMMIT", head)
+
+
 def machine(device: str) -> dict[str, Any]:
     """The device's name, the host's CPU and memory, the library versions."""
     import importlib.metadata as md
@@ -289,10 +298,6 @@ def machine(device: str) -> dict[str, Any]:
             with contextlib.suppress(md.PackageNotFoundError):
                 versions[package] = md.version(distribution)
                 break
-    commit = subprocess.run(
-        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-    ).stdout.strip()
-    commit = os.environ.get("BENCH_COMMIT", commit)
     return {
         "device": torch.cuda.get_device_name() if device != "cpu" else f"CPU: {model}",
         "cpu": model,
@@ -300,7 +305,7 @@ def machine(device: str) -> dict[str, Any]:
         "torch_threads": torch.get_num_threads(),
         "ram_gib": round(mem_kib / 2**20, 1),
         "versions": versions,
-        "commit": commit or None,
+        "commit": code_commit() or None,
         "matmul_tflops": matmul_tflops(device),
         "matmul_dtype": "bfloat16" if device != "cpu" else "float32",
     }

@@ -26,7 +26,7 @@ import torch
 from torch.autograd import DeviceType  # type: ignore[attr-defined]
 from torch.profiler import ProfilerActivity, profile
 
-from bench import linear_flops  # benchmarks/, this script's folder
+from bench import code_commit, linear_flops  # benchmarks/, this script's folder
 
 # first match wins: attention kernels can contain "gemm"-like words, and Inductor names its
 # kernels after every op they fuse (the attention op they feed included)
@@ -139,6 +139,7 @@ def main() -> int:
     result: dict[str, Any] = {
         "device": torch.cuda.get_device_name(),
         "torch": torch.__version__,
+        "commit": code_commit() or None,
         "workload": args.workload,
     }
     lines = [f"# Kernel time of one `{args.workload}` query, {result['device']}", ""]
