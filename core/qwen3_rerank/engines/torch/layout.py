@@ -22,6 +22,7 @@ from .kernels.tiles import (
     KEY_BLOCK,
     final_tile_table,
     key_block,
+    longest_first,
     query_block,
     tile_table,
 )
@@ -140,7 +141,7 @@ def pack(
         last=torch.from_numpy(d_start + d_len - 1),
         docs_keys_from=int(k_lens[:docs_from].sum()),
         docs_max_k=int(k_lens[docs_from:].max(initial=0)),
-        tiles=torch.from_numpy(tile_table(cu_q[:-1], q_lens, ctx, rows)),
+        tiles=torch.from_numpy(longest_first(tile_table(cu_q[:-1], q_lens, ctx, rows))),
         tile_rows=rows,
         key_block=key_block(d_len),
         final_tiles=torch.from_numpy(
