@@ -154,6 +154,32 @@ def test_prefix_attention_kernel_equals_the_per_sequence_loop(
         assert torch.allclose(got.float(), want, atol=tolerance)
 
 
+@pytest.mark.parametrize("dtype", KERNEL_DTYPES)
+def test_prefix_attention_kernel_output_does_not_depend_on_the_tile_order(
+    dtype: torch.dtype,
+) -> None:
+    """Each tile writes only its own rows, from the same keys in the same steps, so the order
+    the tiles are launched in (longest first, packed order, any other) changes no bit."""
+    pytest.importorskip("triton")
+    device = torch.device("cuda" if CUDA else "cpu")
+    gen = torch.Generator().manual_seed(0)
+    batch = on_device(
+        pack([[1] * 7, [2] * 3], [(i % 2, [4] * (40 + 29 * i)) for i in range(5)]), device
+    )
+    rows = int(batch.cu_q[-1])
+    q, k, v = (torch.randn(rows, h, 16, generator=gen).to(device, dtype) for h in (4, 2, 2))
+    packed_order = batch.tiles[torch.argsort(batch.tiles[:, 0])]
+    shuffled = batch.tiles[torch.randperm(len(batch.tiles), generator=gen).to(device)]
+    assert not torch.equal(packed_order, batch.tiles)  # longest first is not packed order
+
+    def attend(tiles: torch.Tensor) -> torch.Tensor:
+        return prefix_attention(q, k, v, tiles, 0.25, block_m=batch.tile_rows, block_n=32)
+
+    got = attend(batch.tiles)
+    assert torch.equal(attend(packed_order), got)
+    assert torch.equal(attend(shuffled), got)
+
+
 @pytest.mark.parametrize("rows", [1, 37, 300])
 @pytest.mark.parametrize("dtype", KERNEL_DTYPES)
 def test_gated_mlp_kernel_equals_the_unfused_mlp(rows: int, dtype: torch.dtype) -> None:
