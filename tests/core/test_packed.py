@@ -56,7 +56,7 @@ def test_prefix_attention_tiles() -> None:
     batch = pack([[3], [4] * 2], [(0, [5] * 70), (1, [7])], head=[1, 2])
     # q_start, q_end, diag, own, ctx0 start/end, ctx1 start/end
     assert batch.tiles.tolist() == [
-        [69, 75, 69, 5, 0, 3, 3, 3],  # document 0's rows 69-74: 3 context keys, 64-69 own
+        [69, 75, 69, 5, 0, 3, 3, 3],  # document 0's rows 69-74: 3 context keys, 65-70 own
         [37, 75, 37, 5, 0, 3, 3, 3],  # its rows 37-68, own keys from row 5
         [75, 76, 75, 75, 0, 2, 3, 5],  # document 1: the head, then prefix 1
         [5, 75, 5, 5, 0, 3, 3, 3],  # document 0, rows 5-36: head + prefix 0 as one range
