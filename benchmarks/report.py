@@ -38,7 +38,7 @@ def merge(runs: list[dict[str, Any]], files: list[str]) -> dict[str, Any]:
     it came from (``run``), and ``parts`` lists the files: a run split into parts is measured on
     several machines of one kind, at the commits each part names. A row measured again in a
     later part keeps its name for the earlier figures and is added as ``row (part)``: the
-    ratios compare rows of one part where the order of the files allows it."""
+    ratios compare rows of one part wherever a part measured both (:func:`against_best_peer`)."""
     merged = json.loads(json.dumps(runs[0]))
     merged["models"] = {}
     merged["parts"] = []
@@ -177,7 +177,8 @@ def header(run: dict[str, Any]) -> list[str]:
                 f"{run['matmul_dtype']} matmul {p['tflops']} TFLOP/s{calls(p)})"
                 for p in parts
             )
-            + "."
+            + ". Where several runs measured ours and the best peer side by side, the ratios "
+            "are the least favourable of them."
         )
     return [
         f"Device: **{run['device']}**; host CPU {run['cpu']}, {run['cpu_cores']} cores, "
@@ -241,16 +242,17 @@ def full_tables(run: dict[str, Any]) -> list[str]:
     return lines
 
 
-def ours_row(run: dict[str, Any], entry: dict[str, Any], workload: str) -> str | None:
-    """Which of ours' rows speaks for a workload: of the parts that ran ours on it, the one with
-    the most timed passes (the first of equals), so that a careful repeat replaces a quick run."""
+def ours_rows(run: dict[str, Any], entry: dict[str, Any], workload: str) -> list[str]:
+    """Which of ours' rows may speak for a workload: of the parts that ran ours on it, those with
+    the most timed passes, so that a careful repeat replaces a quick run."""
     passes = {part["source"]: part["passes"] for part in run["parts"]}
     mine = [
         row
         for row in entry["rows"]
         if measured_as(row) == OURS and figures(entry, row, workload).get("pairs_per_s")
     ]
-    return max(mine, key=lambda row: passes[entry["rows"][row]["run"]], default=None)
+    most = max((passes[entry["rows"][row]["run"]] for row in mine), default=0)
+    return [row for row in mine if passes[entry["rows"][row]["run"]] == most]
 
 
 def best_peer_of_run(entry: dict[str, Any], workload: str, key: str, mine: str) -> str | None:
@@ -272,16 +274,33 @@ def against_best_peer(
     run: dict[str, Any],
 ) -> Iterator[tuple[str, dict[str, Any], str, str, dict[str, Any], str, dict[str, Any]]]:
     """(size, its entry, workload, ours' row, its figures, best peer, its figures) wherever ours
-    ran and a peer with right scores did too (:func:`best_peer_of_run`)."""
+    ran and a peer with right scores did too (:func:`best_peer_of_run`). Where several parts
+    measured ours and that peer side by side, the least favourable of them speaks (the peer's
+    own figures move from machine to machine); a peer from another part only where no part
+    measured both, against the first of ours."""
     key = speed_key(run)
     for size, entry in run["models"].items():
         for w in measured(run, entry):
-            mine = ours_row(run, entry, w)
-            if mine is None:
+            pairs = [
+                (mine, peer)
+                for mine in ours_rows(run, entry, w)
+                for peer in [best_peer_of_run(entry, w, key, mine)]
+                if peer is not None
+            ]
+            side_by_side = [
+                (mine, peer)
+                for mine, peer in pairs
+                if entry["rows"][mine]["run"] == entry["rows"][peer]["run"]
+            ]
+            if not pairs:
                 continue
-            peer = best_peer_of_run(entry, w, key, mine)
-            if peer is not None:
-                yield size, entry, w, mine, figures(entry, mine, w), peer, figures(entry, peer, w)
+            mine, peer = min(
+                side_by_side or pairs[:1],
+                key=lambda pair: speed_ratio(
+                    run, figures(entry, pair[0], w), figures(entry, pair[1], w)
+                ),
+            )
+            yield size, entry, w, mine, figures(entry, mine, w), peer, figures(entry, peer, w)
 
 
 def named(entry: dict[str, Any], peer: str, mine: str) -> str:

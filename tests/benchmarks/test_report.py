@@ -118,10 +118,10 @@ def test_gpu_readme_block_gives_speed_latency_and_memory_of_both(tmp_path: Path)
     assert line + " 2.20 / 74.00 |" in readme.read_text()
 
 
-def test_parts_of_a_run_are_named_and_a_peer_from_another_part_is_marked(tmp_path: Path) -> None:
+def test_parts_of_a_run_are_named_and_the_ratio_compares_rows_of_one_part(tmp_path: Path) -> None:
     """A run split into parts (one device call each): the results name every part's rows,
-    commit and matmul rate, and a best peer measured in another part than ours is marked. Ours
-    measured again in a later part is listed as that part's, and the ratio keeps the first."""
+    commit and matmul rate. Ours measured again in a later part is listed as that part's, and
+    the ratio compares ours with the best peer as the same part measured them."""
     first = run_json("cuda", {"ours": figures(1000.0, 60.0), "vllm_best": figures(500.0, 100.0)})
     second = run_json("cuda", {"ours": figures(900.0, 70.0), "vllm_serve": figures(800.0, 90.0)})
     second["commit"], second["matmul_tflops"] = "def5678", 2.0
@@ -137,7 +137,31 @@ def test_parts_of_a_run_are_named_and_a_peer_from_another_part_is_marked(tmp_pat
     assert "| ours (part2) | 900.0 |" in results
     assert "in the same run" not in results
     summary = (tmp_path / "summary.md").read_text()
+    assert "| 900.0 (part2) | vllm_serve | 800.0 | **1.12x** |" in summary
+
+
+def test_a_peer_only_another_part_measured_is_marked(tmp_path: Path) -> None:
+    """Where no part measured ours and the best peer side by side, the peer's part is named."""
+    first = run_json("cuda", {"ours": figures(1000.0, 60.0), "vllm_best": figures(500.0, 100.0)})
+    second = run_json("cuda", {"vllm_serve": figures(800.0, 90.0)})
+    report_parts(tmp_path, first, second)
+    summary = (tmp_path / "summary.md").read_text()
     assert "| 1000.0 | vllm_serve (another run) | 800.0 | **1.25x** |" in summary
+
+
+def test_the_least_favourable_of_several_side_by_side_runs_is_given(tmp_path: Path) -> None:
+    """Ours and the best peer measured side by side in three parts (the peer's figure moves
+    from machine to machine): the ratio is the lowest of the three, with that part's figures."""
+    parts = [
+        run_json("cuda", {"ours": figures(ours, 60.0), "vllm_best": figures(peer, 100.0)})
+        for ours, peer in [(1000.0, 500.0), (1100.0, 600.0), (1200.0, 550.0)]
+    ]
+    report_parts(tmp_path, *parts)
+    summary = (tmp_path / "summary.md").read_text()
+    assert "| 1100.0 (part2) | vllm_best (part2) | 600.0 | **1.83x** |" in summary
+    assert "**2.00x**" not in summary
+    assert "**2.18x**" not in summary
+    assert "the ratios are the least favourable of them" in (tmp_path / "results.md").read_text()
 
 
 def test_a_repeat_with_more_timed_calls_speaks_for_its_workload(tmp_path: Path) -> None:
