@@ -57,6 +57,7 @@ def merge(runs: list[dict[str, Any]], files: list[str]) -> dict[str, Any]:
                 "commit": run["commit"],
                 "tflops": run["matmul_tflops"],
                 "passes": run.get("passes") or 1,
+                "latency_queries": run.get("latency_queries") or 0,
             }
         )
     return merged
@@ -138,6 +139,11 @@ def passes_differ(run: dict[str, Any]) -> bool:
     return len({part["passes"] for part in run["parts"]}) > 1
 
 
+def latency_differs(run: dict[str, Any]) -> bool:
+    """Whether the runs merged into ``run`` timed different numbers of queries alone."""
+    return len({part["latency_queries"] for part in run["parts"]}) > 1
+
+
 def timing(run: dict[str, Any]) -> str:
     """How the run timed its rows, in words."""
     calls = "its run's timed calls" if passes_differ(run) else f"{run['passes']} timed call(s)"
@@ -149,17 +155,26 @@ def timing(run: dict[str, Any]) -> str:
             "calls is compared. Peak RSS: the row's process and those it starts (vLLM's "
             "engine), model included."
         )
+    queries = (
+        "its run's fresh queries timed alone (a run that timed none: its timed calls, where "
+        "the workload is one query)"
+        if latency_differs(run)
+        else f"{run['latency_queries']} fresh queries"
+    )
     return (
         f"pairs/s: the best of {run['passes']} calls on fresh inputs after a warm-up, the "
         "better of one call per query and one call for the workload (mode); repeated input: "
         "the warm-up's inputs again (a prefix cache skips part of them); p50/max: one query of "
-        f"the workload, {run['latency_queries']} fresh queries."
+        f"the workload, {queries}."
     )
 
 
 def header(run: dict[str, Any]) -> list[str]:
     def calls(part: dict[str, Any]) -> str:  # named where the runs timed different counts
-        return f", {part['passes']} timed call(s)" if passes_differ(run) else ""
+        said = f", {part['passes']} timed call(s)" if passes_differ(run) else ""
+        if latency_differs(run):
+            said += f", {part['latency_queries']} queries timed alone"
+        return said
 
     versions = ", ".join(f"{k} {v}" for k, v in run["versions"].items() if v)
     parts = run["parts"]

@@ -196,3 +196,17 @@ def test_our_server_is_compared_with_servers_of_its_own_run(tmp_path: Path) -> N
     servers = (tmp_path / "servers.md").read_text()
     assert "| 800.0 | vllm_serve | 400.0 | **2.00x** | 70.0 / 140.0 |" in servers
     assert "900.0" not in servers
+
+
+def test_parts_that_timed_different_numbers_of_lone_queries_say_so(tmp_path: Path) -> None:
+    """A part that timed no query alone (its p50 is the median of its timed calls) is named as
+    such, rather than every part being said to have timed the first part's count."""
+    first = run_json("cuda", {"ours": figures(1000.0, 60.0), "vllm_best": figures(500.0, 100.0)})
+    second = run_json("cuda", {"ours": figures(900.0, 70.0), "vllm_best": figures(600.0, 90.0)})
+    first["latency_queries"] = 8
+    report_parts(tmp_path, first, second)
+    results = (tmp_path / "results.md").read_text()
+    assert "float32 matmul 1.0 TFLOP/s, 8 queries timed alone)" in results
+    assert "float32 matmul 1.0 TFLOP/s, 0 queries timed alone)" in results
+    assert "8 fresh queries" not in results
+    assert "its run's fresh queries timed alone" in results
