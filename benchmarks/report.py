@@ -302,13 +302,13 @@ def against_best_peer(
                 for peer in [best_peer_of_run(entry, w, key, mine)]
                 if peer is not None
             ]
+            if not pairs:
+                continue
             side_by_side = [
                 (mine, peer)
                 for mine, peer in pairs
                 if entry["rows"][mine]["run"] == entry["rows"][peer]["run"]
             ]
-            if not pairs:
-                continue
             mine, peer = min(
                 side_by_side or pairs[:1],
                 key=lambda pair: speed_ratio(
