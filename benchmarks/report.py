@@ -134,19 +134,17 @@ def fmt_rate(value: float | None) -> str:
     return fmt(value, ".1f" if value is not None and value >= 100 else ".3g")
 
 
-def passes_differ(run: dict[str, Any]) -> bool:
-    """Whether the runs merged into ``run`` timed different numbers of calls a workload."""
-    return len({part["passes"] for part in run["parts"]}) > 1
-
-
-def latency_differs(run: dict[str, Any]) -> bool:
-    """Whether the runs merged into ``run`` timed different numbers of queries alone."""
-    return len({part["latency_queries"] for part in run["parts"]}) > 1
+def parts_differ(run: dict[str, Any], count: str) -> bool:
+    """Whether the runs merged into ``run`` timed different numbers of ``count``: ``passes``
+    (calls a workload) or ``latency_queries`` (queries alone)."""
+    return len({part[count] for part in run["parts"]}) > 1
 
 
 def timing(run: dict[str, Any]) -> str:
     """How the run timed its rows, in words."""
-    calls = "its run's timed calls" if passes_differ(run) else f"{run['passes']} timed call(s)"
+    calls = (
+        "its run's timed calls" if parts_differ(run, "passes") else f"{run['passes']} timed call(s)"
+    )
     if run["device_kind"] == "cpu":
         return (
             f"Each workload is one query; p50 ms: the median of {calls} on fresh inputs after "
@@ -158,7 +156,7 @@ def timing(run: dict[str, Any]) -> str:
     queries = (
         "its run's fresh queries timed alone (a run that timed none: its timed calls, where "
         "the workload is one query)"
-        if latency_differs(run)
+        if parts_differ(run, "latency_queries")
         else f"{run['latency_queries']} fresh queries"
     )
     return (
@@ -171,8 +169,8 @@ def timing(run: dict[str, Any]) -> str:
 
 def header(run: dict[str, Any]) -> list[str]:
     def calls(part: dict[str, Any]) -> str:  # named where the runs timed different counts
-        said = f", {part['passes']} timed call(s)" if passes_differ(run) else ""
-        if latency_differs(run):
+        said = f", {part['passes']} timed call(s)" if parts_differ(run, "passes") else ""
+        if parts_differ(run, "latency_queries"):
             said += f", {part['latency_queries']} queries timed alone"
         return said
 
