@@ -448,6 +448,7 @@ def main() -> int:
     args = parser.parse_args()
     run = merge([json.loads(p.read_text()) for p in args.json], [repo_path(p) for p in args.json])
     out = args.out or args.json[0].parent
+    out.mkdir(parents=True, exist_ok=True)
     title = f"# Benchmark on {run['device']}"
     if args.readme:
         filled = splice(args.readme.read_text(), run["device_kind"], readme_table(run))

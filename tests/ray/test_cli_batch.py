@@ -44,6 +44,8 @@ def test_batch_scores_a_jsonl_file_of_document_lists_into_parquet(
     done = batch(ray_address, tiny_model, "--input", str(source), "--output", str(output))
 
     assert done.returncode == 0, done.stderr
+    chatter = [line for line in done.stderr.splitlines() if " INFO " in line or "WARNING" in line]
+    assert not chatter  # --quiet: Ray's info and warning lines too, not only its progress bars
     rows = {row["id"]: row for row in pq.read_table(output).to_pylist()}
     assert sorted(rows) == ["a", "b", "c", "d"]
     assert rows["a"]["score"] == pytest.approx(reranker.score("plants", ROWS[0]["documents"]))

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 import sys
 import time
@@ -64,7 +65,10 @@ def run_batch(args: argparse.Namespace, engine_options: dict[str, Any]) -> int:
     ray, ray_data = _import_ray()
     from .batch import rerank_dataset
 
-    ray.init(address=args.ray_address, include_dashboard=False, log_to_driver=not args.quiet)
+    quiet = {"log_to_driver": False, "logging_level": logging.ERROR} if args.quiet else {}
+    ray.init(address=args.ray_address, include_dashboard=False, **quiet)
+    if args.quiet:
+        logging.getLogger("ray.data").setLevel(logging.ERROR)
     try:
         ray_data.DataContext.get_current().enable_progress_bars = not args.quiet
         ds = getattr(ray_data, f"read_{read_format}")(args.input)
