@@ -66,7 +66,12 @@ def child(model: str, names: list[str], passes: int, round_: int, device: str) -
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", required=True)
-    parser.add_argument("--core", action="append", required=True, help="LABEL=PATH, twice")
+    parser.add_argument(
+        "--core",
+        action="append",
+        required=True,
+        help="LABEL=PATH, twice or more: each vs the first",
+    )
     parser.add_argument("--workloads", default="rag100x256,mixed16x100,long16x4000")
     parser.add_argument("--passes", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=2)
@@ -119,24 +124,23 @@ def main() -> int:
             result.unlink()
 
     summary: dict[str, Any] = {"workloads": {}, "runs": runs}
-    first, second = list(cores)
+    first, *others = list(cores)
     for name in names:
         best = {label: max(max(r["pairs_per_s"][name]) for r in runs[label]) for label in cores}
-        a = runs[first][0]["scores_seed0"][name]
-        b = runs[second][0]["scores_seed0"][name]
-        diff = max(
-            abs(x - y) for qa, qb in zip(a, b, strict=True) for x, y in zip(qa, qb, strict=True)
-        )
-        summary["workloads"][name] = {
-            "best_pairs_per_s": best,
-            f"{second}_over_{first}": best[second] / best[first],
-            "max_abs_score_diff": diff,
-        }
-        print(
-            f"{name:14s} "
-            + "  ".join(f"{k} {v:8.1f}" for k, v in best.items())
-            + f"  ratio {best[second] / best[first]:.3f}  max|Δscore| {diff:.2e}"
-        )
+        summary["workloads"][name] = {"best_pairs_per_s": best}
+        line = f"{name:14s} " + "  ".join(f"{k} {v:8.1f}" for k, v in best.items())
+        for other in others:
+            a = runs[first][0]["scores_seed0"][name]
+            b = runs[other][0]["scores_seed0"][name]
+            diff = max(
+                abs(x - y) for qa, qb in zip(a, b, strict=True) for x, y in zip(qa, qb, strict=True)
+            )
+            summary["workloads"][name] |= {
+                f"{other}_over_{first}": best[other] / best[first],
+                f"max_abs_score_diff_{other}": diff,
+            }
+            line += f"  {other}/{first} {best[other] / best[first]:.3f} max|Δscore| {diff:.2e}"
+        print(line)
     out.write_text(json.dumps(summary, indent=1))
     return 0
 

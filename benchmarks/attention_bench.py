@@ -24,8 +24,9 @@ Every backend's TFLOP/s counts the same useful work: QK^T and PV over the visibl
 pairs of its own layout. The kernel calls come from the engine's attention module (no public API
 exposes a bare kernel); with ``--model``, the engine end to end through its public ``attention``
 option (where this commit has it): pairs/s of 1 query x the same documents. With ``--sweep``,
-our kernel at each launch configuration of ``SWEEP`` too (the engine fixes one). Writes
-OUT/attention.json and OUT/attention.md and prints the winner per length.
+our kernel at each launch configuration of ``SWEEP`` (or of ``--grid``'s values) too (the
+engine fixes one); ``--ours-only`` leaves out every other library. Writes OUT/attention.json
+and OUT/attention.md and prints the winner per length.
 """
 
 from __future__ import annotations
@@ -240,9 +241,10 @@ SWEEP = {  # our kernel's launch: query rows per tile, keys per step, warps, pip
 }
 
 
-def sweep(length: int) -> list[dict[str, Any]]:
-    """Our kernel at every launch configuration of :data:`SWEEP` (the engine fixes one): ms,
-    TFLOP/s and the largest difference from the engine's own configuration's output."""
+def sweep(length: int, grid: dict[str, tuple[int, ...]]) -> list[dict[str, Any]]:
+    """Our kernel at every launch configuration of ``grid`` (:data:`SWEEP`'s keys; the engine
+    fixes one): ms, TFLOP/s and the largest difference from the engine's own configuration's
+    output."""
     import dataclasses
     import itertools
 
@@ -258,7 +260,7 @@ def sweep(length: int) -> list[dict[str, Any]]:
     want = kernel(q, k, v, on_device(default, dev), HEAD_DIM**-0.5).float()
     engine_launch, out = dict(LAUNCH), []
     try:
-        for tile_rows, key_block, warps, stages in itertools.product(*SWEEP.values()):
+        for tile_rows, key_block, warps, stages in itertools.product(*grid.values()):
             config: dict[str, Any] = {"tile_rows": tile_rows, "key_block": key_block}
             config |= {"num_warps": warps, "num_stages": stages}
             LAUNCH.update(warps=warps, long_warps=warps, num_stages=stages)
@@ -396,7 +398,23 @@ def main() -> int:
     parser.add_argument(
         "--sweep", action="store_true", help="also time our kernel at every launch in SWEEP"
     )
+    parser.add_argument(
+        "--grid",
+        nargs="*",
+        default=[],
+        metavar="KEY=V1,V2",
+        help="with --sweep, these values instead of SWEEP's (e.g. tile_rows=64 num_stages=3,4)",
+    )
+    parser.add_argument(
+        "--ours-only", action="store_true", help="time the engine's kernels, no other library"
+    )
     args = parser.parse_args()
+    grid = dict(SWEEP)
+    for item in args.grid:
+        key, values = item.split("=")
+        if key not in grid:
+            parser.error(f"--grid: {key!r} is not one of {', '.join(SWEEP)}")
+        grid[key] = tuple(int(x) for x in values.split(","))
     result: dict[str, Any] = {"device": torch.cuda.get_device_name(), "torch": torch.__version__}
     lines = [
         f"# Attention alone, {result['device']}, torch {result['torch']}",
@@ -408,7 +426,9 @@ def main() -> int:
     ]
     lengths = [int(x) for x in args.lengths.split(",")]
     for length in lengths:
-        got = {**ours(length), **cudnn_gathered(length), **others(length)}
+        got = ours(length)
+        if not args.ours_only:
+            got |= cudnn_gathered(length) | others(length)
         result[str(length)] = got
         timed = {k: v for k, v in got.items() if "tflops" in v}
         winner = max(timed, key=lambda k: timed[k]["tflops"]) if timed else None
@@ -430,7 +450,7 @@ def main() -> int:
         lines += ["", "| length | rows | keys | warps | stages | ms | TFLOP/s | max diff |"]
         lines += ["|---|---|---|---|---|---|---|---|"]
         for length in lengths:
-            result[f"sweep_{length}"] = configs = sweep(length)
+            result[f"sweep_{length}"] = configs = sweep(length, grid)
             for c in configs:
                 launch = f"| {length} | {c['tile_rows']} | {c['key_block']} | {c['num_warps']} "
                 launch += f"| {c['num_stages']} "
