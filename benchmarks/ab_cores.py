@@ -1,10 +1,12 @@
-"""Same-run A/B of two checkouts of the package's core on the benchmark workloads.
+"""Same-run A/B of two or more checkouts of the package's core on the benchmark workloads.
 
-Used to show that a refactor of the torch engine kept its speed and its scores: each core runs in
-child processes of its own (``PYTHONPATH=<core>``), alternating A, B, A, B so that drift of the
-machine during the run falls on both; every timed pass gets fresh inputs from the one workload
-generator (``core/qwen3_rerank/workloads.py`` of THIS checkout, loaded by path so both cores see
-the same inputs). Only the public API (``Reranker(...).rerank_batch``) is called.
+Used to show that a refactor of the torch engine kept its speed and its scores, or which variant
+of a kernel is faster: each core runs in child processes of its own (``PYTHONPATH=<core>``),
+alternating A, B, A, B (the order reversed every other round) so that drift of the machine
+during the run falls on all; every timed pass gets fresh inputs from the one workload generator
+(``core/qwen3_rerank/workloads.py`` of THIS checkout, loaded by path so every core sees the same
+inputs). Only the public API (``Reranker(...).rerank_batch``) is called; each core is compared
+with the first.
 
     python benchmarks/ab_cores.py --model M --core before=/path/old/core --core after=core \
         --out OUT/ab_cores.json
@@ -129,8 +131,8 @@ def main() -> int:
         best = {label: max(max(r["pairs_per_s"][name]) for r in runs[label]) for label in cores}
         summary["workloads"][name] = {"best_pairs_per_s": best}
         line = f"{name:14s} " + "  ".join(f"{k} {v:8.1f}" for k, v in best.items())
+        a = runs[first][0]["scores_seed0"][name]
         for other in others:
-            a = runs[first][0]["scores_seed0"][name]
             b = runs[other][0]["scores_seed0"][name]
             diff = max(
                 abs(x - y) for qa, qb in zip(a, b, strict=True) for x, y in zip(qa, qb, strict=True)

@@ -41,7 +41,9 @@ def add_batch_command(commands: Any) -> argparse.ArgumentParser:
     )
     batch.add_argument("--batch-size", type=int, default=1024, help="rows per actor call")
     batch.add_argument("--strict", action="store_true", help="fail on the first bad row")
-    batch.add_argument("--quiet", action="store_true", help="no progress output")
+    batch.add_argument(
+        "--quiet", action="store_true", help="no progress bars, no Ray info or warning lines"
+    )
     return batch
 
 
