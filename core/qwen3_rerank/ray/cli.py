@@ -67,11 +67,15 @@ def run_batch(args: argparse.Namespace, engine_options: dict[str, Any]) -> int:
     ray, ray_data = _import_ray()
     from .batch import rerank_dataset
 
-    quiet = {"log_to_driver": False, "logging_level": logging.ERROR} if args.quiet else {}
-    ray.init(address=args.ray_address, include_dashboard=False, **quiet)
-    if args.quiet:
-        logging.getLogger("ray.data").setLevel(logging.ERROR)
+    ray.init(
+        address=args.ray_address,
+        include_dashboard=False,
+        log_to_driver=not args.quiet,
+        logging_level=logging.ERROR if args.quiet else logging.INFO,  # INFO: Ray's default
+    )
     try:
+        if args.quiet:
+            logging.getLogger("ray.data").setLevel(logging.ERROR)
         ray_data.DataContext.get_current().enable_progress_bars = not args.quiet
         ds = getattr(ray_data, f"read_{read_format}")(args.input)
         options = _remote_options(args) if args.url else engine_options
