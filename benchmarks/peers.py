@@ -118,19 +118,36 @@ def card(model: str, device: str, dtype: torch.dtype | None = None) -> Row:
     return Row(Scorer(per_query, cuda_device=_cuda(device)), {"dtype": str(dtype)})
 
 
-def transformers(model: str, device: str, dtype: torch.dtype | None = None) -> Row:
+def transformers(
+    model: str, device: str, dtype: torch.dtype | None = None, batch_tokens: int | None = None
+) -> Row:
     """Careful transformers: length-sorted batches, logits_to_keep=1, SDPA; every query's pairs
-    in one sorted stream when given the whole workload."""
+    in one sorted stream when given the whole workload. ``batch_tokens`` also caps a batch's
+    padded tokens."""
     dtype = dtype or dtype_of(device)
     tokenizer, lm, yes, no = _causal_lm(model, device, dtype)
     batch = 32 if device != "cpu" else 8
+
+    def batches(order: list[int], lengths: list[int]) -> list[list[int]]:
+        """``order`` is longest first, so a batch's first length is its padded length."""
+        out: list[list[int]] = []
+        for i in order:
+            last = out[-1] if out else None
+            if (
+                last is not None
+                and len(last) < batch
+                and (batch_tokens is None or (len(last) + 1) * lengths[last[0]] <= batch_tokens)
+            ):
+                last.append(i)
+            else:
+                out.append([i])
+        return out
 
     @torch.inference_mode()
     def score_ids(ids: list[list[int]]) -> list[float]:
         order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
         scores = [0.0] * len(ids)
-        for start in range(0, len(order), batch):
-            chunk = order[start : start + batch]
+        for chunk in batches(order, [len(x) for x in ids]):
             padded = {"input_ids": [ids[i] for i in chunk]}
             inputs = tokenizer.pad(padded, padding=True, return_tensors="pt").to(device)
             logits = lm(**inputs, logits_to_keep=1).logits[:, -1, :]
@@ -149,14 +166,15 @@ def transformers(model: str, device: str, dtype: torch.dtype | None = None) -> R
         Scorer(
             lambda q, ds: score_ids(_card_ids(tokenizer, q, ds)), at_once, cuda_device=_cuda(device)
         ),
-        {"dtype": str(dtype), "batch": batch},
+        {"dtype": str(dtype), "batch": batch, "batch_tokens": batch_tokens},
     )
 
 
 def reference_fp32(model: str, device: str) -> Row:
-    """The yardstick for every row's scores: the card's math in float32 (careful batching, so
-    that long workloads fit)."""
-    return transformers(model, device, torch.float32)
+    """The yardstick for every row's scores: the card's math in float32. Batches hold at most
+    8192 tokens: in float32 SDPA materialised the whole attention matrix (32 GiB for sixteen
+    4k-token documents at 4B and 8B, more than an 80 GB GPU had left beside the weights)."""
+    return transformers(model, device, torch.float32, batch_tokens=8192)
 
 
 def _split(flat: list[float], documents: list[list[str]]) -> Scores:
