@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from qwen3_rerank import Reranker
+from qwen3_rerank import Reranker, __version__
 from qwen3_rerank.cli.common import add_engine_arguments, engine_options
 
 QUERY = "what is a panda?"
@@ -37,6 +37,12 @@ def docs_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("cli") / "docs.txt"
     path.write_text("\n".join(DOCS[:2]) + "\n\n" + "\n".join(DOCS[2:]) + "\n", encoding="utf-8")
     return path
+
+
+def test_version() -> None:
+    done = run_cli("--version")
+    assert done.returncode == 0
+    assert done.stdout == f"qwen3-rerank {__version__}\n"
 
 
 def test_rerank_prints_ranked_json_lines(tiny_model: Path, docs_file: Path) -> None:

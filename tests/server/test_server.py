@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from qwen3_rerank import Reranker
+from qwen3_rerank import Reranker, __version__
 from qwen3_rerank.errors import RemoteStatusError
 
 from .serving import (
@@ -154,6 +154,9 @@ def test_models_and_metrics(served: str, tiny_model: Path) -> None:
     models = httpx.get(served + "/v1/models", headers=AUTH).json()
     # served as the model id and its last path part
     assert [m["id"] for m in models["data"]] == [str(tiny_model), tiny_model.name]
+    assert httpx.get(served + "/version").status_code == 401
+    assert httpx.get(served + "/version", headers=AUTH).json() == {"version": __version__}
+    assert httpx.get(served + "/openapi.json").json()["info"]["version"] == __version__
     text = httpx.get(served + "/metrics", headers=AUTH).text
     lines = dict(line.rsplit(" ", 1) for line in text.splitlines() if not line.startswith("#"))
     assert float(lines['qwen3_rerank_requests_total{code="200",route="/v1/rerank"}']) >= 1

@@ -14,6 +14,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from .. import __version__
 from ..errors import (
     ConfigurationError,
     InvalidInputError,
@@ -53,6 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The CLI's argument parser (the docs' CLI reference is generated from it)."""
     parser = CliParser(prog="qwen3-rerank", description="Rerank documents with Qwen3-Reranker.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(
         dest="command", required=True, metavar="COMMAND", parser_class=CliParser
     )

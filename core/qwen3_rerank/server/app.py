@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
+from .. import __version__
 from ..errors import ConfigurationError, MissingDependencyError
 from ..reranker import Reranker
 
@@ -67,6 +68,7 @@ def create_app(
 
     app = FastAPI(
         title="qwen3-rerank",
+        version=__version__,
         summary="Qwen3-Reranker scoring: vLLM, Cohere, Jina and TEI compatible rerank API",
         lifespan=lifespan,
     )

@@ -37,6 +37,7 @@ __all__ = [
     "ScoreResponse",
     "TeiRank",
     "Usage",
+    "Version",
 ]
 
 
@@ -189,6 +190,12 @@ class ErrorBody(BaseModel):
 
 class Health(BaseModel):
     status: Literal["OK"] = "OK"
+
+
+class Version(BaseModel):
+    """The package's version, in vLLM's ``/version`` shape."""
+
+    version: str
 
 
 class ModelCard(BaseModel):

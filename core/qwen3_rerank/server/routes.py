@@ -10,6 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from .. import __version__
 from .errors import ApiError
 from .protocol import (
     BatchRerankRequest,
@@ -26,6 +27,7 @@ from .protocol import (
     ScoreRequest,
     ScoreResponse,
     TeiRank,
+    Version,
 )
 from .service import Service, texts_of
 
@@ -197,6 +199,17 @@ def _options(body: Any) -> dict[str, Any]:
 @router.get("/health", response_model=Health, summary="Liveness: 200 while the server runs")
 async def health() -> Health:
     return Health()
+
+
+@router.get(
+    "/version",
+    response_model=Version,
+    dependencies=[Depends(require_key)],
+    responses=_errors(401),
+    summary="The server's qwen3-rerank version",
+)
+async def version() -> Version:
+    return Version(version=__version__)
 
 
 @router.get(
