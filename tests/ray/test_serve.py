@@ -28,6 +28,9 @@ DOCS = [
 ]
 
 
+ORIGIN = "https://app.example.com"
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -43,7 +46,7 @@ def ray_server(ray_address: str, tiny_model: Path) -> Iterator[str]:
             sys.executable, "-m", "qwen3_rerank.cli", "serve", "--ray",
             "--ray-address", ray_address, "--replicas", "2", "--num-gpus", "0",
             "--model", str(tiny_model), "--device", "cpu", "--dtype", "float32",
-            "--port", str(port),
+            "--port", str(port), "--allowed-origins", ORIGIN,
         ],
         env={**os.environ, "HF_HUB_OFFLINE": "1"},
         stdout=subprocess.DEVNULL,
@@ -75,9 +78,13 @@ def test_ray_serve_answers_the_server_protocol_with_in_process_scores(
     ray_server: str, reranker: Reranker
 ) -> None:
     response = httpx.post(
-        f"{ray_server}/v1/rerank", json={"query": QUERY, "documents": DOCS, "top_n": 2}, timeout=60
+        f"{ray_server}/v1/rerank",
+        json={"query": QUERY, "documents": DOCS, "top_n": 2},
+        headers={"Origin": ORIGIN},
+        timeout=60,
     )
     assert response.status_code == 200
+    assert response.headers["access-control-allow-origin"] == ORIGIN  # --allowed-origins
     body = response.json()
     want = sorted(enumerate(reranker.score(QUERY, DOCS)), key=lambda p: (-p[1], p[0]))[:2]
     assert [r["index"] for r in body["results"]] == [i for i, _ in want]

@@ -7,11 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from .serving import start_server, stop
+from .serving import ALLOWED_ORIGIN, start_server, stop
 
 
 @pytest.fixture(scope="session")
 def served(tiny_model: Path) -> Iterator[str]:
-    proc, url = start_server(tiny_model, "--max-documents", "50")
+    proc, url = start_server(
+        tiny_model, "--max-documents", "50", "--allowed-origins", ALLOWED_ORIGIN
+    )
     yield url
     stop(proc)

@@ -25,6 +25,7 @@ DOCS = [
 ]
 KEY = "test-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}
+ALLOWED_ORIGIN = "https://app.example.com"  # the shared server lets its pages call it
 
 
 def free_port() -> int:

@@ -20,6 +20,7 @@ from qwen3_rerank import Reranker, __version__
 from qwen3_rerank.errors import RemoteStatusError
 
 from .serving import (
+    ALLOWED_ORIGIN,
     AUTH,
     DOCS,
     KEY,
@@ -28,6 +29,7 @@ from .serving import (
     metric,
     requests_counted,
     start_server,
+    stop,
 )
 
 
@@ -370,3 +372,45 @@ def test_cli_rerank_on_a_real_server(served: str, reranker: Reranker, tmp_path: 
     assert [line["index"] for line in lines] == [r.index for r in expected]
     assert [line["score"] for line in lines] == pytest.approx([r.score for r in expected], abs=1e-5)
     assert [line["document"] for line in lines] == [r.document for r in expected]
+
+
+def test_browser_pages_of_allowed_origins_may_call_the_api(served: str, tiny_model: Path) -> None:
+    preflight = {
+        "Origin": ALLOWED_ORIGIN,
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization,content-type",
+    }
+    answer = httpx.options(served + "/v1/rerank", headers=preflight)
+    assert answer.status_code == 200
+    assert answer.headers["access-control-allow-origin"] == ALLOWED_ORIGIN
+    assert "POST" in answer.headers["access-control-allow-methods"]
+    assert "authorization" in answer.headers["access-control-allow-headers"].lower()
+    body = {"query": QUERY, "documents": DOCS}
+    ranked = httpx.post(
+        served + "/v1/rerank", json=body, headers={**AUTH, "Origin": ALLOWED_ORIGIN}
+    )
+    assert ranked.status_code == 200
+    assert ranked.headers["access-control-allow-origin"] == ALLOWED_ORIGIN
+    # errors too, so that the page can read them
+    refused = httpx.post(served + "/v1/rerank", json=body, headers={"Origin": ALLOWED_ORIGIN})
+    assert_error(refused, 401, "API key")
+    assert refused.headers["access-control-allow-origin"] == ALLOWED_ORIGIN
+    # another origin gets no permission, and a bad preflight is refused
+    other = {**preflight, "Origin": "https://elsewhere.example.org"}
+    assert httpx.options(served + "/v1/rerank", headers=other).status_code == 400
+    stranger = httpx.post(
+        served + "/v1/rerank", json=body, headers={**AUTH, "Origin": other["Origin"]}
+    )
+    assert "access-control-allow-origin" not in stranger.headers
+    # without --allowed-origins, no page may
+    proc, url = start_server(tiny_model)
+    try:
+        closed = httpx.options(url + "/v1/rerank", headers=preflight)
+        assert "access-control-allow-origin" not in closed.headers
+        plain = httpx.post(
+            url + "/v1/rerank", json=body, headers={**AUTH, "Origin": ALLOWED_ORIGIN}
+        )
+        assert plain.status_code == 200
+        assert "access-control-allow-origin" not in plain.headers
+    finally:
+        stop(proc)

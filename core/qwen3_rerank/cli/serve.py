@@ -25,7 +25,8 @@ def add_command(commands: Any) -> None:
         "serve",
         help="serve a rerank API that vLLM, Cohere, Jina, TEI and Infinity clients can use",
         description="Serve POST /v1/rerank (also /rerank, /v2/rerank), /v1/rerank/batch, "
-        "/v1/score (also /score), GET /health, /v1/models, /metrics and /docs (OpenAPI). "
+        "/v1/score (also /score), GET /health, /v1/models, /version, /metrics and /docs "
+        "(OpenAPI). "
         "Requests arriving together are scored together. See docs/server.md.",
     )
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
@@ -63,6 +64,14 @@ def add_command(commands: Any) -> None:
         type=positive_int,
         default=30,
         help="seconds in-flight requests get to finish at shutdown; past it they get 503",
+    )
+    serve.add_argument(
+        "--allowed-origins",
+        nargs="+",
+        default=[],
+        metavar="ORIGIN",
+        help="web pages of these origins may call the API from a browser (CORS), e.g. "
+        "https://app.example.com, or * for any (default: none)",
     )
     serve.add_argument(
         "--no-access-log",
@@ -113,6 +122,7 @@ def run(args: argparse.Namespace) -> int:
             max_queue=args.max_queue,
             max_body_bytes=args.max_body_mb * 2**20,
             access_log=args.access_log,
+            allowed_origins=args.allowed_origins,
         )
         print(
             f"qwen3-rerank: serving {args.model} as {', '.join(names)} on "

@@ -138,6 +138,7 @@ def run_serve(
             api_key=api_key,
             max_documents=args.max_documents,
             max_queue=args.max_queue,
+            allowed_origins=args.allowed_origins,
             **engine_options,
         )
         serve.run(app, route_prefix="/")

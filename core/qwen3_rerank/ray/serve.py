@@ -16,6 +16,7 @@ with Ray's own CLI (``serve run qwen3_rerank.ray.serve:build_app model=...``).
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import Any
 
 from ..errors import ConfigurationError
@@ -86,6 +87,7 @@ def rerank_deployment(
     api_key: str | None = None,
     max_documents: int = 1000,
     max_queue: int = 256,
+    allowed_origins: Sequence[str] = (),
     **reranker_options: Any,
 ) -> Application:
     """A Ray Serve application serving ``/v1/rerank`` (and the rest of the server's routes).
@@ -98,8 +100,9 @@ def rerank_deployment(
         target_ongoing_requests: Autoscaling aims at this many requests in flight per replica.
         num_gpus: GPUs per replica (1: one replica per GPU).
         num_cpus: CPUs per replica (default: 1 without GPUs, Ray's default with them).
-        api_key, max_documents, max_queue: As for ``qwen3-rerank serve``; ``max_queue`` is also
-            how many requests Ray lets into one replica at once, so they can batch together.
+        api_key, max_documents, max_queue, allowed_origins: As for ``qwen3-rerank serve``;
+            ``max_queue`` is also how many requests Ray lets into one replica at once, so they
+            can batch together.
         **reranker_options: Passed to ``Reranker`` (``engine``, ``device``, ``dtype``, ...).
     """
     model = os.fspath(model)
@@ -132,6 +135,7 @@ def rerank_deployment(
         "api_key": api_key,
         "max_documents": max_documents,
         "max_queue": max_queue,
+        "allowed_origins": list(allowed_origins),
     }
     app: Application = deployment.bind(model, server_options, reranker_options)
     return app
@@ -153,6 +157,7 @@ class RerankAppArgs(BaseModel):
     api_key: str | None = None
     max_documents: int = Field(default=1000, ge=1)
     max_queue: int = Field(default=256, ge=1)
+    allowed_origins: list[str] = []
     engine: str = "auto"
     device: str | None = None
     dtype: str | None = None

@@ -18,6 +18,7 @@ from ..reranker import Reranker
 
 try:
     from fastapi import FastAPI
+    from fastapi.middleware.cors import CORSMiddleware
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise MissingDependencyError(exc.name or "fastapi", "server") from exc
 
@@ -38,6 +39,7 @@ def create_app(
     max_queue: int = 256,
     max_body_bytes: int = 16 * 2**20,
     access_log: bool = True,
+    allowed_origins: Sequence[str] = (),
 ) -> FastAPI:
     """Builds the app around a reranker the caller owns (and closes).
 
@@ -49,6 +51,8 @@ def create_app(
         max_queue: Most requests waiting for the engine (503 with ``Retry-After`` past it).
         max_body_bytes: Largest request body, counted as it streams in (413 past it).
         access_log: One structured line per request on the ``qwen3_rerank.access`` logger.
+        allowed_origins: Web pages of these origins (``https://app.example.com``, or ``*`` for
+            any) may call the API from a browser (CORS); none by default.
 
     Raises:
         ConfigurationError: An empty API key or no model name.
@@ -79,4 +83,13 @@ def create_app(
     app.add_middleware(
         Guard, max_body_bytes=max_body_bytes, metrics=service.metrics, access_log=access_log
     )
+    if allowed_origins:
+        # added last, so outermost: the guard's own answers (413, 503) carry the headers too,
+        # and a browser can read their errors
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(allowed_origins),
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type"],
+        )
     return app
