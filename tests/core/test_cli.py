@@ -39,10 +39,16 @@ def docs_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def test_version() -> None:
+def test_version_and_python_dash_m() -> None:
     done = run_cli("--version")
     assert done.returncode == 0
     assert done.stdout == f"qwen3-rerank {__version__}\n"
+    # `python -m qwen3_rerank` is the same command (for where the script is not on PATH)
+    module = subprocess.run(
+        [sys.executable, "-m", "qwen3_rerank", "--version"], capture_output=True, text=True
+    )
+    assert module.returncode == 0
+    assert module.stdout == f"qwen3-rerank {__version__}\n"
 
 
 def test_rerank_prints_ranked_json_lines(tiny_model: Path, docs_file: Path) -> None:
