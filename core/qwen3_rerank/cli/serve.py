@@ -26,8 +26,7 @@ def add_command(commands: Any) -> None:
         help="serve a rerank API that vLLM, Cohere, Jina, TEI and Infinity clients can use",
         description="Serve POST /v1/rerank (also /rerank, /v2/rerank), /v1/rerank/batch, "
         "/v1/score (also /score), GET /health, /v1/models, /version, /metrics and /docs "
-        "(OpenAPI). "
-        "Requests arriving together are scored together. See docs/server.md.",
+        "(OpenAPI). Requests arriving together are scored together. See docs/server.md.",
     )
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=positive_int, default=8000)
